@@ -1,0 +1,154 @@
+"""The `rag-prompts` command: each subcommand parses options, calls one library function and prints the result."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from typing import Any
+
+from .errors import RagPromptsError
+from .pipeline import Pipeline
+
+
+def _pipeline(args: argparse.Namespace) -> Pipeline:
+    return Pipeline.from_config(args.config)
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def _table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
+    cells = [[str(value) for value in row] for row in [headers, *rows]]
+    widths = [max(len(row[column]) for row in cells) for column in range(len(headers))]
+    lines = ["  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    pipeline = _pipeline(args)
+    interactive = sys.stderr.isatty() and not args.json
+    bar: Any = None
+
+    def progress(stage: str, done: int, total: int) -> None:
+        nonlocal bar
+        if not interactive:
+            return
+        if bar is None:
+            bar = tqdm(total=total, unit="chunk", desc="embedding", file=sys.stderr)
+        bar.update(done - bar.n)
+
+    def on_event(kind: str, what: str) -> None:
+        if not args.json and not interactive:
+            print(f"{kind:8} {what}", file=sys.stderr)
+
+    report = pipeline.ingest(args.paths or None, progress=progress, on_event=on_event)
+    if bar is not None:
+        bar.close()
+    if args.json:
+        _print_json({**report.summary(), "failures": [asdict(failure) for failure in report.failed]})
+    else:
+        for failure in report.failed:
+            print(f"failed: {failure.path}: {failure.reason}", file=sys.stderr)
+        summary = report.summary()
+        print(
+            "documents: {added} added, {updated} updated, {unchanged} unchanged, {removed} removed, {failed} failed;"
+            " chunks: {chunks_embedded} embedded, {chunks_reused} reused, {chunks_deleted} deleted"
+            " in {seconds}s".format(**summary)
+        )
+    return 0 if report.ok else 1
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    hits = _pipeline(args).search(args.query, k=args.k, agent=args.agent)
+    rows = [
+        {"id": hit.chunk.id, "score": round(hit.score, 4), "source": hit.chunk.source, "section": hit.chunk.section,
+         "start": hit.chunk.start, "end": hit.chunk.end, "tokens": hit.chunk.tokens, "text": hit.chunk.text}
+        for hit in hits
+    ]
+    if args.json:
+        _print_json(rows)
+    else:
+        print(_table([(n + 1, r["score"], r["tokens"], r["source"], r["section"]) for n, r in enumerate(rows)],
+                     ["#", "score", "tokens", "source", "section"]))
+    return 0
+
+
+def cmd_compose(args: argparse.Namespace) -> int:
+    prompt = _pipeline(args).compose(args.task, agent=args.agent, k=args.k, budget=args.budget)
+    if args.json:
+        _print_json(
+            {
+                "system_message": prompt.system_message,
+                "tokens": prompt.tokens,
+                "budget": prompt.budget,
+                "encoding": prompt.encoding,
+                "chunks": [asdict(chunk) for chunk in prompt.chunks],
+                "dropped": [asdict(chunk) for chunk in prompt.dropped],
+            }
+        )
+    else:
+        print(prompt.system_message)
+        print(f"\n--- {prompt.tokens}/{prompt.budget} tokens ({prompt.encoding}), {len(prompt.chunks)} chunks", file=sys.stderr)
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    stats = _pipeline(args).stats()
+    if args.json:
+        _print_json(asdict(stats))
+    else:
+        print(_table([(key, value) for key, value in asdict(stats).items()], ["", "value"]))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rag-prompts", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, handler: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("--config", metavar="FILE", help="settings file (default: ./rag_prompts.toml if present)")
+        sub.add_argument("--json", action="store_true", help="print machine-readable JSON")
+        sub.set_defaults(handler=handler)
+        return sub
+
+    ingest = command("ingest", cmd_ingest, "ingest documents into the store (default: the configured corpus)")
+    ingest.add_argument("paths", nargs="*", metavar="PATH", help="folders or files")
+    search = command("search", cmd_search, "show the chunks ranked for a query")
+    search.add_argument("query")
+    search.add_argument("--k", type=int, help="how many chunks")
+    search.add_argument("--agent", help="restrict to this agent's tags")
+    compose = command("compose", cmd_compose, "print the system message composed for a task")
+    compose.add_argument("task")
+    compose.add_argument("--agent", help="agent profile from the config")
+    compose.add_argument("--k", type=int, help="at most this many chunks")
+    compose.add_argument("--budget", type=int, help="token budget for the whole message")
+    command("stats", cmd_stats, "show documents, chunks and tokens in the store")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    for name in ("k", "budget"):
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            print(f"rag-prompts: error: --{name} must be a positive integer, got {value}", file=sys.stderr)
+            return 2
+    try:
+        return int(args.handler(args))
+    except RagPromptsError as error:
+        print(f"rag-prompts: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""Settings: one validated model read from `rag_prompts.toml` and `RAG_PROMPTS_*` environment variables."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError
+
+CONFIG_FILE_NAME = "rag_prompts.toml"
+ENV_PREFIX = "RAG_PROMPTS_"
+DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+
+
+def packaged_prompt(name: str) -> str:
+    """A prompt template shipped with the package (`rag_prompts/prompts/NAME.txt`)."""
+    return resources.files("rag_prompts").joinpath("prompts", f"{name}.txt").read_text("utf-8").strip()
+
+
+class AgentProfile(BaseModel):
+    """Per-agent overrides; anything left unset falls back to the top-level setting."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_message: str | None = None
+    k: int | None = Field(default=None, ge=1, le=200)
+    budget: int | None = Field(default=None, ge=1)
+    tags: tuple[str, ...] = ()
+    model: str | None = None
+
+
+class ResolvedProfile(BaseModel):
+    """An agent profile with every value filled in."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    base_message: str
+    k: int
+    budget: int
+    tags: tuple[str, ...]
+    model: str
+
+
+class Settings(BaseModel):
+    """Everything rag-prompts can be configured with. Paths are relative to the config file's folder."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    store: str = ".rag_prompts/chroma"
+    collection: str = "policies"
+    corpus: tuple[str, ...] = ("corpus",)
+    embedding_model: str = DEFAULT_EMBEDDING_MODEL
+    embedding_device: str = "auto"
+    embedding_batch_size: int = Field(default=64, ge=1, le=4096)
+    chunk_tokens: int = Field(default=300, ge=16, le=8192)
+    model: str = "gpt-4"
+    k: int = Field(default=6, ge=1, le=200)
+    budget: int = Field(default=1500, ge=1)
+    base_message: str = Field(default_factory=lambda: packaged_prompt("base_message"))
+    header: str = Field(default_factory=lambda: packaged_prompt("header"))
+    agents: dict[str, AgentProfile] = Field(default_factory=dict)
+    base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+
+    @field_validator("collection")
+    @classmethod
+    def _collection_name(cls, value: str) -> str:
+        if not (3 <= len(value) <= 512) or not value[0].isalnum() or not value[-1].isalnum():
+            raise ValueError("must be 3-512 characters of letters, digits, '.', '_' or '-', starting and ending alphanumeric")
+        return value
+
+    def resolve_path(self, value: str) -> Path:
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.base_dir / path
+
+    @property
+    def store_location(self) -> str:
+        """The store as the store factory takes it: a URL, ':memory:', or an absolute folder path."""
+        if self.store.startswith(("http://", "https://")) or self.store == ":memory:":
+            return self.store
+        return str(self.resolve_path(self.store))
+
+    @property
+    def corpus_paths(self) -> list[Path]:
+        return [self.resolve_path(path) for path in self.corpus]
+
+    def profile(self, agent: str | None = None) -> ResolvedProfile:
+        """The settings one agent composes with; `None` gives the top-level defaults."""
+        if agent is None:
+            overrides = AgentProfile()
+        elif agent in self.agents:
+            overrides = self.agents[agent]
+        else:
+            known = ", ".join(sorted(self.agents)) or "none configured"
+            raise ConfigError(f"unknown agent {agent!r}; known agents: {known} (add [agents.{agent}] to the config)")
+        return ResolvedProfile(
+            name=agent or "default",
+            base_message=overrides.base_message if overrides.base_message is not None else self.base_message,
+            k=overrides.k or self.k,
+            budget=overrides.budget or self.budget,
+            tags=overrides.tags,
+            model=overrides.model or self.model,
+        )
+
+
+_ENV_KEYS = {
+    "store": "STORE",
+    "collection": "COLLECTION",
+    "corpus": "CORPUS",
+    "embedding_model": "EMBEDDING_MODEL",
+    "embedding_device": "EMBEDDING_DEVICE",
+    "embedding_batch_size": "EMBEDDING_BATCH_SIZE",
+    "chunk_tokens": "CHUNK_TOKENS",
+    "model": "MODEL",
+    "k": "K",
+    "budget": "BUDGET",
+    "base_message": "BASE_MESSAGE",
+}
+
+
+def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for key, suffix in _ENV_KEYS.items():
+        raw = environ.get(ENV_PREFIX + suffix)
+        if raw is not None:
+            values[key] = [part for part in raw.split(os.pathsep) if part] if key == "corpus" else raw
+    return values
+
+
+def _describe(error: ValidationError, origin: Mapping[str, str]) -> str:
+    problems = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"])
+        where = origin.get(str(item["loc"][0]), "")
+        if item["type"] == "extra_forbidden":
+            problems.append(f"{where}{key}: unknown setting")
+        else:
+            problems.append(f"{where}{key}: {item['msg']}")
+    return "; ".join(problems)
+
+
+def load_settings(
+    path: str | Path | None = None, environ: Mapping[str, str] | None = None, **overrides: Any
+) -> Settings:
+    """Read settings from `path` (default: ./rag_prompts.toml if present), then environment variables, then
+    keyword overrides. Errors name the file or variable and the key at fault."""
+    environ = os.environ if environ is None else environ
+    explicit = path is not None
+    config_path = Path(path) if path is not None else Path.cwd() / CONFIG_FILE_NAME
+    values: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    if config_path.is_file():
+        try:
+            values = tomllib.loads(config_path.read_text("utf-8"))
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"{config_path}: invalid TOML: {error}") from error
+        except (OSError, UnicodeDecodeError) as error:
+            raise ConfigError(f"{config_path}: cannot read: {error}") from error
+        origin = {key: f"{config_path}: " for key in values}
+        base_dir = config_path.resolve().parent
+    elif explicit:
+        raise ConfigError(f"{config_path}: config file not found")
+    else:
+        base_dir = Path.cwd()
+    environment = _from_environment(environ)
+    origin.update({key: f"{ENV_PREFIX}{_ENV_KEYS[key]}: " for key in environment})
+    values.update(environment)
+    values.update({key: value for key, value in overrides.items() if value is not None})
+    try:
+        return Settings(**values, base_dir=base_dir)
+    except ValidationError as error:
+        raise ConfigError(_describe(error, origin)) from error

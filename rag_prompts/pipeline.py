@@ -1,0 +1,115 @@
+"""The library's front door: one object that ingests, searches and composes with one set of settings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .compose import compose_message
+from .config import Settings, load_settings
+from .embed import Embedder, SentenceTransformerEmbedder
+from .ingest import IngestReport, ProgressFn, ingest
+from .records import ComposedPrompt, Hit
+from .retrieve import Retriever
+from .store import ChunkStore, StoreStats, open_store
+from .tokens import TokenCounter, token_counter
+
+
+def candidate_count(k: int) -> int:
+    """How many candidates to rank for `k` slots, so chunks that do not fit can be replaced by the next ones."""
+    return k + max(k, 10)
+
+
+class Pipeline:
+    """Ingest, search and compose. The embedder and store are built lazily from the settings unless passed in."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        embedder: Embedder | None = None,
+        store: ChunkStore | None = None,
+    ) -> None:
+        self.settings = settings or load_settings()
+        self._embedder = embedder
+        self._store = store
+
+    @classmethod
+    def from_config(cls, path: str | Path | None = None, **overrides: Any) -> Pipeline:
+        return cls(load_settings(path, **overrides))
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = SentenceTransformerEmbedder(
+                self.settings.embedding_model, self.settings.embedding_device, self.settings.embedding_batch_size
+            )
+        return self._embedder
+
+    @property
+    def store(self) -> ChunkStore:
+        if self._store is None:
+            self._store = open_store(
+                self.settings.store_location,
+                self.settings.collection,
+                self.embedder.name,
+                self.embedder.dimension,
+            )
+        return self._store
+
+    @property
+    def counter(self) -> TokenCounter:
+        """The counter chunks are sized with (the top-level `model`)."""
+        return token_counter(self.settings.model)
+
+    def ingest(
+        self,
+        paths: Iterable[str | Path] | None = None,
+        progress: ProgressFn | None = None,
+        on_event: Any = None,
+    ) -> IngestReport:
+        """Ingest `paths` (default: the configured corpus folders)."""
+        targets = list(paths) if paths else self.settings.corpus_paths
+        return ingest(
+            targets,
+            store=self.store,
+            embedder=self.embedder,
+            counter=self.counter,
+            chunk_tokens=self.settings.chunk_tokens,
+            progress=progress,
+            on_event=on_event,
+        )
+
+    def search(self, query: str, k: int | None = None, agent: str | None = None, sources: Sequence[str] = ()) -> list[Hit]:
+        profile = self.settings.profile(agent)
+        return Retriever(self.store, self.embedder).search(query, k or profile.k, profile.tags, sources)
+
+    def compose(
+        self,
+        task: str,
+        agent: str | None = None,
+        *,
+        k: int | None = None,
+        budget: int | None = None,
+        base_message: str | None = None,
+        tags: Sequence[str] | None = None,
+        sources: Sequence[str] = (),
+    ) -> ComposedPrompt:
+        """The system message for `task`: the agent's base message plus the chunks that fit its budget."""
+        profile = self.settings.profile(agent)
+        k = k or profile.k
+        hits = Retriever(self.store, self.embedder).search(
+            task, candidate_count(k), profile.tags if tags is None else tags, sources
+        )
+        return compose_message(
+            profile.base_message if base_message is None else base_message,
+            hits,
+            k=k,
+            budget=budget or profile.budget,
+            counter=token_counter(profile.model),
+            header=self.settings.header,
+        )
+
+    def stats(self) -> StoreStats:
+        return self.store.stats()

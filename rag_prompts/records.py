@@ -1,0 +1,96 @@
+"""Frozen records passed between the pipeline stages: Document -> Chunk -> Hit -> ComposedPrompt."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Heading:
+    """A heading found in a document: its level (1 = title), text and character offsets."""
+
+    level: int
+    title: str
+    start: int  # offset of the heading line
+    body_start: int  # offset just after the heading line
+
+
+@dataclass(frozen=True)
+class Document:
+    """One loaded document. Offsets of chunks and headings index into `text`."""
+
+    source: str  # POSIX path relative to the ingest root
+    root: str  # absolute path of the ingest root
+    title: str
+    text: str
+    headings: tuple[Heading, ...] = ()
+    tags: tuple[str, ...] = ()
+    body_start: int = 0  # where content starts (after Markdown front matter)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A token-bounded piece of one section of a document; `text == document.text[start:end]`."""
+
+    id: str
+    source: str
+    root: str
+    title: str
+    section: str  # heading path, e.g. "Claims Handling Manual > Approval Authority"
+    start: int
+    end: int
+    text: str
+    tokens: int
+    content_hash: str
+    doc_hash: str
+    tags: tuple[str, ...] = ()
+
+    @property
+    def embedding_text(self) -> str:
+        """What is embedded: the heading path gives the passage its context."""
+        return f"{self.section}\n\n{self.text}"
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A chunk returned by a search, with its similarity score (cosine similarity, higher is better)."""
+
+    chunk: Chunk
+    score: float
+
+
+@dataclass(frozen=True)
+class IncludedChunk:
+    """A chunk placed in a composed message; `tokens` is what its labelled block costs in the message."""
+
+    id: str
+    source: str
+    section: str
+    start: int
+    end: int
+    score: float
+    tokens: int
+
+
+@dataclass(frozen=True)
+class DroppedChunk:
+    """A retrieved candidate that was left out, and why."""
+
+    id: str
+    source: str
+    section: str
+    score: float
+    tokens: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class ComposedPrompt:
+    """A system message composed for one task, with its exact token count under the budget."""
+
+    system_message: str
+    tokens: int
+    budget: int
+    encoding: str
+    chunks: tuple[IncludedChunk, ...] = ()
+    dropped: tuple[DroppedChunk, ...] = field(default=())

