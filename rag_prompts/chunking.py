@@ -101,7 +101,10 @@ def split_span(text: str, start: int, end: int, counter: TokenCounter, max_token
 
 
 def chunk_document(document: Document, counter: TokenCounter, max_tokens: int, doc_hash: str) -> list[Chunk]:
-    """Token-bounded chunks of one document, in reading order, with ids derived from source and content."""
+    """Token-bounded chunks of one document, in reading order, with ids derived from source and content.
+
+    `max_tokens` must be at least 4: one character can take up to 4 byte-level tokens and is never split.
+    """
     chunks: list[Chunk] = []
     seen: Counter[str] = Counter()
     for section, body_start, body_end in sections(document):

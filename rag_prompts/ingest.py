@@ -87,7 +87,6 @@ class _Scan:
 
 
 def _scan(path: Path) -> _Scan:
-    path = path.expanduser().resolve()
     if path.is_file():
         return _Scan(path.parent, [path], prune=False)
     files = sorted(
@@ -123,13 +122,13 @@ def ingest(
     stored = store.documents()
     seen: dict[str, Path] = {}
     plans: list[_Plan] = []
-    for requested in paths:
-        requested_path = Path(requested)
-        if not requested_path.exists():
-            report.failed.append(Failure(str(requested_path), "no such file or directory"))
-            event("failed", f"{requested_path}: no such file or directory")
+    vanished: list[StoredDocument] = []
+    for requested in dict.fromkeys(Path(path).expanduser().resolve() for path in paths):
+        if not requested.exists():
+            report.failed.append(Failure(str(requested), "no such file or directory"))
+            event("failed", f"{requested}: no such file or directory")
             continue
-        scan = _scan(requested_path)
+        scan = _scan(requested)
         for file in scan.files:
             source = file.relative_to(scan.root).as_posix()
             if source in seen:
@@ -145,16 +144,16 @@ def ingest(
                 event("failed", f"{file}: {report.failed[-1].reason}")
         if scan.prune:
             root = str(scan.root)
-            for source, entry in stored.items():
-                if entry.root == root and source not in seen:
-                    store.delete(entry.chunk_ids)
-                    report.removed.append(source)
-                    report.chunks_deleted += len(entry.chunk_ids)
-                    event("removed", source)
-    vectors = _vectors_for(plans, store, embedder, report, progress)
+            vanished.extend(entry for source, entry in stored.items() if entry.root == root and source not in seen)
+    vectors = _vectors_for(plans, store, embedder, report, progress)  # before deletions: renames reuse vectors
     for plan in plans:
         _write(plan, vectors, store, report)
         event("added" if plan.is_new else "updated", plan.source)
+    for entry in vanished:
+        store.delete(entry.chunk_ids)
+        report.removed.append(entry.source)
+        report.chunks_deleted += len(entry.chunk_ids)
+        event("removed", entry.source)
     report.seconds = time.perf_counter() - began
     return report
 

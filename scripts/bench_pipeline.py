@@ -1,0 +1,423 @@
+"""Benchmark the rag-prompts pipeline: ingest throughput, no-op re-ingest, and compose latency.
+
+Run from the project root (the settings, agents included, are read from ./rag_prompts.toml unless --config
+says otherwise):
+
+    python scripts/bench_pipeline.py --json /tmp/bench.json
+
+Everything is written to temporary folders; the configured store is never touched. Figures are printed
+(with their targets) and never asserted: timings on a small shared machine are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag_prompts import (
+    Chunk,
+    ChunkStore,
+    ComposedPrompt,
+    Pipeline,
+    SentenceTransformerEmbedder,
+    Settings,
+    load_settings,
+    open_store,
+    token_counter,
+)
+
+INGEST_RATIO_TARGET = 0.85  # ingest chunks/s over raw model.encode chunks/s
+REINGEST_SHARE_TARGET = 0.05  # no-op re-ingest time over full ingest time
+COMPOSE_P50_TARGET_MS = 30.0  # at 100,000 chunks
+TARGET_SIZE = 100_000
+WARM_UP_TEXTS = (
+    "Warm-up: what is the retention period for archived emails?",
+    "Warm-up: who signs off a new supplier contract?",
+    "Warm-up: how do I book a business flight?",
+)
+ADD_BATCH = 5_000  # synthetic chunks per store.add call
+SEED = 20_260_301
+
+
+@dataclass(frozen=True)
+class Task:
+    text: str
+    agent: str | None
+
+
+@dataclass
+class Latency:
+    """Compose latencies (ms) for one pass over the tasks."""
+
+    samples_ms: list[float]
+
+    @property
+    def p50(self) -> float:
+        return percentile(self.samples_ms, 50)
+
+    @property
+    def p95(self) -> float:
+        return percentile(self.samples_ms, 95)
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {
+            "n": len(self.samples_ms),
+            "p50_ms": round(self.p50, 3),
+            "p95_ms": round(self.p95, 3),
+            "mean_ms": round(statistics.fmean(self.samples_ms), 3),
+            "max_ms": round(max(self.samples_ms), 3),
+        }
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the summary table."""
+
+    figure: str
+    value: str
+    target: str = ""
+    met: bool | None = None  # None: no target
+
+    @property
+    def verdict(self) -> str:
+        return "" if self.met is None else ("ok" if self.met else "MISSED")
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q))
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def load_tasks(path: Path) -> list[Task]:
+    tasks = []
+    for line in path.read_text("utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            tasks.append(Task(str(row["task"]), row.get("agent")))
+    return tasks
+
+
+def forget_queries(embedder: SentenceTransformerEmbedder) -> None:
+    """Empty the embedder's query-vector cache so the next compose of a text pays for embedding it.
+
+    There is no public way to do this; reaching into the private cache is acceptable in a benchmark.
+    """
+    embedder._query_cache.clear()
+
+
+def time_compose(
+    pipeline: Pipeline, tasks: Sequence[Task], agent: Callable[[Task], str | None]
+) -> tuple[Latency, list[tuple[Task, str | None, ComposedPrompt]]]:
+    """Compose every task once, timing each call."""
+    samples: list[float] = []
+    prompts: list[tuple[Task, str | None, ComposedPrompt]] = []
+    for task in tasks:
+        name = agent(task)
+        began = time.perf_counter()
+        prompt = pipeline.compose(task.text, name)
+        samples.append((time.perf_counter() - began) * 1000.0)
+        prompts.append((task, name, prompt))
+    return Latency(samples), prompts
+
+
+def budget_violations(settings: Settings, prompts: Sequence[tuple[Task, str | None, ComposedPrompt]]) -> list[str]:
+    """Prompts over their agent's budget, or whose reported token count differs from a recount."""
+    problems = []
+    for task, agent, prompt in prompts:
+        profile = settings.profile(agent)
+        recount = token_counter(profile.model).count(prompt.system_message)
+        if prompt.tokens > prompt.budget or prompt.budget != profile.budget or recount != prompt.tokens:
+            problems.append(
+                f"{agent or 'default'}: tokens={prompt.tokens} recount={recount} budget={prompt.budget}"
+                f" (profile budget {profile.budget}) task={task.text[:60]!r}"
+            )
+    return problems
+
+
+# --- 1 and 2: ingest ------------------------------------------------------------------------------------
+
+
+def bench_ingest(pipeline: Pipeline, embedder: SentenceTransformerEmbedder, corpus: Path) -> dict[str, Any]:
+    say(f"[1] ingest {corpus} into a fresh store at {pipeline.settings.store_location}")
+    began = time.perf_counter()
+    report = pipeline.ingest([corpus])
+    ingest_s = time.perf_counter() - began
+    if not report.ok:
+        say(f"    failures: {[(failure.path, failure.reason) for failure in report.failed]}")
+    ingest_rate = report.chunks_embedded / ingest_s
+    say(f"    {report.chunks_embedded} chunks embedded from {len(report.added)} files in {ingest_s:.2f} s"
+        f" = {ingest_rate:.1f} chunks/s")
+
+    store = pipeline.store
+    ids = [chunk_id for entry in store.documents().values() for chunk_id in entry.chunk_ids]
+    texts = [chunk.embedding_text for chunk in store.chunks(ids)]
+    say(f"    raw SentenceTransformer.encode of the same {len(texts)} texts (batch_size={embedder.batch_size})")
+    began = time.perf_counter()
+    embedder._model.encode(texts, batch_size=embedder.batch_size, normalize_embeddings=True, show_progress_bar=False)
+    encode_s = time.perf_counter() - began
+    encode_rate = len(texts) / encode_s
+    ratio = ingest_rate / encode_rate
+    say(f"    raw encode: {encode_s:.2f} s = {encode_rate:.1f} chunks/s; ingest/raw = {ratio:.3f}"
+        f" (target >= {INGEST_RATIO_TARGET})")
+
+    say("[2] re-ingest with nothing changed")
+    began = time.perf_counter()
+    again = pipeline.ingest([corpus])
+    reingest_s = time.perf_counter() - began
+    share = reingest_s / ingest_s
+    say(f"    {reingest_s * 1000:.1f} ms, {again.chunks_embedded} chunks embedded, {len(again.unchanged)} files"
+        f" unchanged; {share:.2%} of the full ingest (target <= {REINGEST_SHARE_TARGET:.0%})")
+    return {
+        "files": len(report.added),
+        "chunks": report.chunks_embedded,
+        "ingest_s": round(ingest_s, 3),
+        "ingest_chunks_per_s": round(ingest_rate, 2),
+        "encode_s": round(encode_s, 3),
+        "encode_chunks_per_s": round(encode_rate, 2),
+        "ingest_over_encode": round(ratio, 4),
+        "reingest_s": round(reingest_s, 4),
+        "reingest_chunks_embedded": again.chunks_embedded,
+        "reingest_share": round(share, 5),
+        "ingest_report": report.summary(),
+        "reingest_report": again.summary(),
+    }
+
+
+# --- 3: compose on the sample corpus --------------------------------------------------------------------
+
+
+def bench_sample_compose(pipeline: Pipeline, tasks: Sequence[Task]) -> dict[str, Any]:
+    say(f"[3] compose {len(tasks)} tasks with their agents on the sample store ({pipeline.store.count()} chunks)")
+    for text in WARM_UP_TEXTS:
+        pipeline.compose(text)
+    first, prompts = time_compose(pipeline, tasks, lambda task: task.agent)
+    cached, cached_prompts = time_compose(pipeline, tasks, lambda task: task.agent)
+    problems = budget_violations(pipeline.settings, prompts + cached_prompts)
+    say(f"    first-time: p50 {first.p50:.1f} ms, p95 {first.p95:.1f} ms;"
+        f" cached query vector: p50 {cached.p50:.1f} ms, p95 {cached.p95:.1f} ms")
+    checked = len(prompts) + len(cached_prompts)
+    say(f"    budget check: {checked - len(problems)}/{checked} prompts have tokens <= budget (recounted)")
+    for problem in problems:
+        say(f"      OVER BUDGET {problem}")
+    return {
+        "first_time": first.as_dict(),
+        "cached": cached.as_dict(),
+        "prompts_checked": checked,
+        "budget_violations": problems,
+        "mean_chunks_included": round(statistics.fmean(len(prompt.chunks) for _, _, prompt in prompts), 2),
+    }
+
+
+# --- 4: synthetic stores --------------------------------------------------------------------------------
+
+
+def synthetic_chunks(real: Sequence[Chunk], count: int) -> list[Chunk]:
+    """`count` chunks reusing the real chunks' texts, sections and tags, under invented sources."""
+    return [
+        replace(
+            real[i % len(real)],
+            id=f"synthetic-{i:07d}",
+            source=f"synthetic/doc{i // 40}.md",
+            root="synthetic",
+            doc_hash="synthetic",
+            content_hash=f"synthetic-{i:07d}",
+        )
+        for i in range(count)
+    ]
+
+
+def random_unit_vectors(rng: np.random.Generator, count: int, dimension: int) -> np.ndarray:
+    vectors = rng.standard_normal((count, dimension), dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors
+
+
+def build_synthetic_store(
+    location: Path,
+    size: int,
+    embedder: SentenceTransformerEmbedder,
+    real: Sequence[Chunk],
+    real_vectors: np.ndarray,
+) -> tuple[ChunkStore, float]:
+    """A store of `size` chunks: the real ones with their real vectors plus random-vector fillers."""
+    store = open_store(str(location), "synthetic", embedder.name, embedder.dimension)
+    rng = np.random.default_rng(SEED)
+    fillers = synthetic_chunks(real, max(0, size - len(real)))
+    began = time.perf_counter()
+    store.add(real, real_vectors)
+    for start in range(0, len(fillers), ADD_BATCH):
+        batch = fillers[start : start + ADD_BATCH]
+        store.add(batch, random_unit_vectors(rng, len(batch), embedder.dimension))
+        done = len(real) + start + len(batch)
+        if done % 25_000 < ADD_BATCH or done == size:
+            say(f"    ... {done:>7,} chunks, {time.perf_counter() - began:6.1f} s")
+    return store, time.perf_counter() - began
+
+
+def bench_synthetic(
+    config: Path | None,
+    embedder: SentenceTransformerEmbedder,
+    sample: Pipeline,
+    tasks: Sequence[Task],
+    sizes: Sequence[int],
+    filter_agent: str,
+    workdir: Path,
+) -> dict[str, Any]:
+    ids = [chunk_id for entry in sample.store.documents().values() for chunk_id in entry.chunk_ids]
+    real = sample.store.chunks(ids)
+    by_hash = sample.store.vectors_for_content(chunk.content_hash for chunk in real)
+    real_vectors = np.stack([by_hash[chunk.content_hash] for chunk in real])
+    tags = list(sample.settings.profile(filter_agent).tags)
+    agents: dict[str, str | None] = {"no agent": None, f"{filter_agent} tags={tags}": filter_agent}
+    results: dict[str, Any] = {}
+    for size in sizes:
+        location = workdir / f"synthetic-{size}"
+        say(f"[4] synthetic store of {size:,} chunks ({len(real)} real + random-vector fillers) at {location}")
+        store, build_s = build_synthetic_store(location, size, embedder, real, real_vectors)
+        say(f"    built in {build_s:.1f} s ({store.count() / build_s:,.0f} chunks/s); store.count() = {store.count():,}")
+        settings = load_settings(config, store=str(location), collection="synthetic")
+        pipeline = Pipeline(settings, embedder=embedder, store=store)
+        pipeline.compose(WARM_UP_TEXTS[0])
+        entry: dict[str, Any] = {"chunks": store.count(), "build_s": round(build_s, 2)}
+        for label, agent in agents.items():
+            forget_queries(embedder)
+            first, prompts = time_compose(pipeline, tasks, lambda task, agent=agent: agent)
+            cached, cached_prompts = time_compose(pipeline, tasks, lambda task, agent=agent: agent)
+            problems = budget_violations(pipeline.settings, prompts + cached_prompts)
+            say(f"    {label:<32} first-time p50 {first.p50:6.1f} ms p95 {first.p95:6.1f} ms |"
+                f" cached p50 {cached.p50:6.1f} ms p95 {cached.p95:6.1f} ms | over budget: {len(problems)}")
+            entry[agent or "default"] = {
+                "first_time": first.as_dict(),
+                "cached": cached.as_dict(),
+                "budget_violations": len(problems),
+            }
+        results[str(size)] = entry
+    return results
+
+
+# --- summary ---------------------------------------------------------------------------------------------
+
+
+def summary_rows(figures: dict[str, Any], filter_agent: str) -> list[Row]:
+    ingest, sample = figures["ingest"], figures["sample_compose"]
+    rows = [
+        Row("ingest throughput (chunks/s)", f"{ingest['ingest_chunks_per_s']:.1f}"),
+        Row("raw encode throughput (chunks/s)", f"{ingest['encode_chunks_per_s']:.1f}"),
+        Row("ingest / raw encode", f"{ingest['ingest_over_encode']:.3f}", f">= {INGEST_RATIO_TARGET}",
+            ingest["ingest_over_encode"] >= INGEST_RATIO_TARGET),
+        Row("re-ingest time (s)", f"{ingest['reingest_s']:.3f}"),
+        Row("re-ingest chunks embedded", str(ingest["reingest_chunks_embedded"]), "0",
+            ingest["reingest_chunks_embedded"] == 0),
+        Row("re-ingest share of full ingest", f"{ingest['reingest_share']:.2%}", f"<= {REINGEST_SHARE_TARGET:.0%}",
+            ingest["reingest_share"] <= REINGEST_SHARE_TARGET),
+        Row("sample compose first-time p50/p95 (ms)",
+            f"{sample['first_time']['p50_ms']:.1f} / {sample['first_time']['p95_ms']:.1f}"),
+        Row("sample compose cached p50/p95 (ms)",
+            f"{sample['cached']['p50_ms']:.1f} / {sample['cached']['p95_ms']:.1f}"),
+        Row("sample prompts over budget", f"{len(sample['budget_violations'])} of {sample['prompts_checked']}", "0",
+            not sample["budget_violations"]),
+    ]
+    for size, entry in figures["synthetic"].items():
+        n = int(size)
+        rows.append(Row(f"{n:,} chunks: build time (s)", f"{entry['build_s']:.1f}"))
+        for agent in ("default", filter_agent):
+            for kind in ("first_time", "cached"):
+                latency = entry[agent][kind]
+                has_target = n == TARGET_SIZE
+                rows.append(Row(
+                    f"{n:,} chunks: {agent} {kind.replace('_', '-')} p50/p95 (ms)",
+                    f"{latency['p50_ms']:.1f} / {latency['p95_ms']:.1f}",
+                    f"p50 <= {COMPOSE_P50_TARGET_MS:.0f}" if has_target else "",
+                    latency["p50_ms"] <= COMPOSE_P50_TARGET_MS if has_target else None,
+                ))
+    return rows
+
+
+def print_table(rows: Sequence[Row]) -> None:
+    widths = [max(len(header), *(len(cell) for cell in column)) for header, column in (
+        ("figure", [row.figure for row in rows]),
+        ("value", [row.value for row in rows]),
+        ("target", [row.target for row in rows]),
+    )]
+    line = f"{'figure':<{widths[0]}}  {'value':>{widths[1]}}  {'target':<{widths[2]}}  met"
+    say()
+    say("SUMMARY")
+    say(line)
+    say("-" * len(line))
+    for row in rows:
+        say(f"{row.figure:<{widths[0]}}  {row.value:>{widths[1]}}  {row.target:<{widths[2]}}  {row.verdict}".rstrip())
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--corpus", type=Path, default=Path("corpus"), help="folder to ingest (default: corpus)")
+    parser.add_argument("--tasks", type=Path, default=Path("corpus/tasks.jsonl"),
+                        help="JSON lines with 'task' and 'agent' (default: corpus/tasks.jsonl)")
+    parser.add_argument("--sizes", default="10000,100000",
+                        help="comma-separated synthetic store sizes in chunks (default: 10000,100000)")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="settings file (default: ./rag_prompts.toml); its store is never used")
+    parser.add_argument("--filter-agent", default="claims_triage",
+                        help="agent with a tag filter for the synthetic stores (default: claims_triage)")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write every figure to FILE as JSON")
+    args = parser.parse_args(argv)
+    try:
+        args.sizes = [int(part.replace("_", "")) for part in args.sizes.split(",") if part.strip()]
+    except ValueError:
+        parser.error(f"--sizes must be comma-separated integers, got {args.sizes!r}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    tasks = load_tasks(args.tasks)
+    with tempfile.TemporaryDirectory(prefix="rag-bench-", ignore_cleanup_errors=True) as tmp:
+        workdir = Path(tmp)
+        settings = load_settings(args.config, store=str(workdir / "sample"), collection="bench-sample")
+        if not settings.profile(args.filter_agent).tags:
+            raise SystemExit(f"--filter-agent {args.filter_agent!r} has no tags to filter on")
+        say(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; {len(tasks)} tasks from {args.tasks}")
+        began = time.perf_counter()
+        embedder = SentenceTransformerEmbedder(
+            settings.embedding_model, settings.embedding_device, settings.embedding_batch_size
+        )
+        embedder.embed(["warm-up"])
+        load_s = time.perf_counter() - began
+        say(f"embedder {embedder.name} on {embedder.device} loaded and warmed in {load_s:.1f} s")
+
+        sample = Pipeline(settings, embedder=embedder)
+        figures: dict[str, Any] = {
+            "machine": {"cpus": os.cpu_count(), "load_average_start": round(os.getloadavg()[0], 2),
+                        "embedder_device": embedder.device, "embedder_load_s": round(load_s, 2)},
+            "ingest": bench_ingest(sample, embedder, args.corpus),
+            "sample_compose": bench_sample_compose(sample, tasks),
+        }
+        figures["synthetic"] = bench_synthetic(
+            args.config, embedder, sample, tasks, args.sizes, args.filter_agent, workdir
+        )
+    figures["machine"]["load_average_end"] = round(os.getloadavg()[0], 2)
+    figures["total_s"] = round(time.perf_counter() - started, 1)
+    print_table(summary_rows(figures, args.filter_agent))
+    say(f"\ntotal {figures['total_s']:.0f} s; load average {figures['machine']['load_average_end']:.2f}")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n", "utf-8")
+        say(f"figures written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,56 @@
+"""Shared fixtures: the real embedding model, real tiktoken, and real Chroma stores in temporary folders."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rag_prompts import Pipeline, SentenceTransformerEmbedder, TokenCounter, load_settings, token_counter
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT / "corpus"
+CONFIG = ROOT / "rag_prompts.toml"
+
+
+@pytest.fixture(scope="session")
+def embedder() -> SentenceTransformerEmbedder:
+    return SentenceTransformerEmbedder()
+
+
+@pytest.fixture(scope="session")
+def counter() -> TokenCounter:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # gpt-4 is cl100k: counted exactly offline, no fallback warning
+        return token_counter("gpt-4")
+
+
+@pytest.fixture(scope="session")
+def tasks() -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (CORPUS / "tasks.jsonl").read_text("utf-8").splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def corpus_pipeline(tmp_path_factory: pytest.TempPathFactory, embedder: SentenceTransformerEmbedder) -> Pipeline:
+    """The sample corpus ingested once into an embedded Chroma folder, with the repository's agent profiles."""
+    store = tmp_path_factory.mktemp("corpus-store")
+    pipeline = Pipeline(load_settings(CONFIG, environ={}, store=str(store)), embedder=embedder)
+    report = pipeline.ingest([CORPUS])
+    assert report.ok and len(report.added) >= 15
+    return pipeline
+
+
+def make_pipeline(tmp_path: Path, embedder: SentenceTransformerEmbedder, **settings: Any) -> Pipeline:
+    """A pipeline over an empty embedded store in `tmp_path`, with default settings unless overridden."""
+    values: dict[str, Any] = {"store": str(tmp_path / "store"), "collection": "test-policies"}
+    values.update(settings)
+    return Pipeline(load_settings(None, environ={}, **values), embedder=embedder)
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path

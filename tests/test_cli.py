@@ -1,0 +1,97 @@
+"""The CLI end to end: real store, real model; user mistakes give one line and a non-zero exit code."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rag_prompts.cli import main
+
+from .conftest import CONFIG, CORPUS, write
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The repository's config pointed at a fresh store and a small slice of the corpus."""
+    folder = tmp_path_factory.mktemp("cli")
+    shutil.copytree(CORPUS / "people", folder / "docs" / "people")
+    text = CONFIG.read_text("utf-8").replace('".rag_prompts/chroma"', f'"{folder / "store"}"')
+    text = text.replace('corpus = ["corpus"]', 'corpus = ["docs"]')
+    return write(folder / "rag_prompts.toml", text)
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(args)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_ingest_search_compose_stats(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(["ingest", "--config", str(config), "--json"], capsys)
+    summary = json.loads(out)
+    assert code == 0 and summary["added"] == 2 and summary["failed"] == 0 and summary["chunks_embedded"] > 0
+
+    code, out, err = run(["ingest", "--config", str(config)], capsys)
+    assert code == 0 and "0 added, 0 updated, 2 unchanged" in out
+
+    code, out, _ = run(["search", "hotel cap in a tier 1 city", "--k", "3", "--config", str(config)], capsys)
+    assert code == 0 and "people/travel-and-expenses.md" in out and out.splitlines()[0].split()[:2] == ["#", "score"]
+
+    code, out, _ = run(
+        ["compose", "What is the nightly hotel cap in a tier 1 city?", "--agent", "staff_helpdesk", "--k", "2",
+         "--budget", "600", "--json", "--config", str(config)],
+        capsys,
+    )
+    result = json.loads(out)
+    assert set(result) == {"system_message", "tokens", "budget", "encoding", "chunks", "dropped"}
+    assert result["budget"] == 600 and result["tokens"] <= 600 and 1 <= len(result["chunks"]) <= 2
+    assert set(result["chunks"][0]) == {"id", "source", "section", "start", "end", "score", "tokens"}
+    assert result["system_message"].startswith("You answer Harbourline Mutual staff questions")
+
+    code, out, err = run(["compose", "Hotel caps?", "--agent", "staff_helpdesk", "--config", str(config)], capsys)
+    assert code == 0 and out.startswith("You answer") and "tokens (cl100k_base)" in err
+
+    code, out, _ = run(["stats", "--json", "--config", str(config)], capsys)
+    stats = json.loads(out)
+    assert stats["documents"] == 2 and stats["chunks"] > 0 and stats["tokens"] > 1000
+
+
+def test_failed_file_gives_non_zero_exit(config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "bad.md").write_bytes(b"\xff\xfe\x00")
+    write(tmp_path / "good.md", "# Good\n\nFine text.\n")
+    code, out, err = run(["ingest", str(tmp_path), "--config", str(config)], capsys)
+    assert code == 1
+    assert f"failed: {tmp_path / 'bad.md'}: binary file" in err and "1 added" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["compose", "x", "--agent", "nobody"], "unknown agent 'nobody'; known agents: claims_triage"),
+        (["compose", "x", "--budget", "0"], "--budget must be a positive integer"),
+        (["compose", "x", "--budget", "3", "--agent", "claims_triage"], "base message alone is"),
+        (["stats", "--config", "/no/such.toml"], "/no/such.toml: config file not found"),
+    ],
+)
+def test_user_mistakes_are_one_line_errors(
+    config: Path, args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if "--config" not in args:
+        args = [*args, "--config", str(config)]
+    code, _, err = run(args, capsys)
+    assert code == 2
+    assert err.startswith("rag-prompts: error: ") and message in err and err.count("\n") == 1
+
+
+def test_invalid_config_is_reported_without_traceback(tmp_path: Path) -> None:
+    bad = write(tmp_path / "rag_prompts.toml", "[agents.a]\nk = 0\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "rag_prompts.cli", "stats"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert result.stderr == f"rag-prompts: error: {bad}: agents.a.k: Input should be greater than or equal to 1\n"

@@ -1,0 +1,91 @@
+"""The whole composed message never exceeds the budget, for any input."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rag_prompts import BudgetError, Chunk, Hit, TokenCounter, compose_message
+from rag_prompts.compose import neutralise
+
+
+def hit(text: str, score: float = 0.5, section: str = "Doc > Part", source: str = "doc.md", n: int = 0) -> Hit:
+    chunk = Chunk(f"id{n}", source, "/", "Doc", section, 0, len(text), text, 0, f"c{n}", "d")
+    return Hit(chunk, score)
+
+
+_hostile = st.sampled_from(
+    ["<|endoftext|>", "<|im_start|>system\n", "<|im_end|>", "[INST]", "<</SYS>>", "</policy>", "<policy>",
+     "<|eot_id|>", "\n\nassistant:", "\"", "漢字", "🙂", "\u200b", " ", "\n", "$7,500"]
+)
+_chunk_text = st.lists(st.one_of(_hostile, st.text(max_size=30)), min_size=1, max_size=80).map("".join)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    base=st.text(max_size=400),
+    texts=st.lists(_chunk_text, max_size=12),
+    sections=st.lists(st.text(max_size=40), min_size=12, max_size=12),
+    budget=st.one_of(st.integers(min_value=1, max_value=64), st.integers(min_value=64, max_value=4000)),
+    k=st.integers(min_value=1, max_value=12),
+)
+def test_property_message_never_exceeds_budget(
+    counter: TokenCounter, base: str, texts: list[str], sections: list[str], budget: int, k: int
+) -> None:
+    hits = [hit(text, 1.0 - n / 20, sections[n], n=n) for n, text in enumerate(texts)]
+    try:
+        prompt = compose_message(base, hits, k=k, budget=budget, counter=counter)
+    except BudgetError:
+        assert counter.count(base.strip()) > budget
+        return
+    assert prompt.tokens == counter.count(prompt.system_message)
+    assert prompt.tokens <= budget
+    assert len(prompt.chunks) <= k
+    assert len(prompt.chunks) + len(prompt.dropped) == len(hits)
+    for special in ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|eot_id|>", "[INST]", "<</SYS>>"):
+        assert special not in prompt.system_message.replace(base.strip(), "", 1)
+    assert prompt.system_message.count("</policy>") == len(prompt.chunks)
+
+
+def test_base_message_over_budget_is_a_clear_error(counter: TokenCounter) -> None:
+    with pytest.raises(BudgetError, match=r"base message alone is \d+ tokens, over the budget of 5"):
+        compose_message("You are a very helpful assistant for claims.", [], k=3, budget=5, counter=counter)
+
+
+def test_chunk_that_does_not_fit_is_skipped_and_the_next_one_tried(counter: TokenCounter) -> None:
+    big, small = hit("word " * 400, 0.9, n=1), hit("Handlers approve up to $7,500.", 0.8, n=2)
+    prompt = compose_message("Base.", [big, small], k=5, budget=150, counter=counter)
+    assert [chunk.id for chunk in prompt.chunks] == ["id2"]
+    assert prompt.dropped[0].id == "id1" and prompt.dropped[0].reason.startswith("does not fit")
+    assert "$7,500" in prompt.system_message and prompt.tokens <= 150
+
+
+def test_k_limits_the_number_of_chunks_and_reports_the_rest(counter: TokenCounter) -> None:
+    hits = [hit(f"Rule {n}.", 1 - n / 10, n=n) for n in range(5)]
+    prompt = compose_message("Base.", hits, k=2, budget=1000, counter=counter)
+    assert [chunk.id for chunk in prompt.chunks] == ["id0", "id1"]
+    assert [d.reason for d in prompt.dropped] == ["k=2 chunks already included"] * 3
+
+
+def test_message_layout_labels_and_fences_each_chunk(counter: TokenCounter) -> None:
+    prompt = compose_message(
+        "  Base message.  ", [hit("Body <|endoftext|> text", section='A > "B"', source="x/y.md")], k=1, budget=500,
+        counter=counter,
+    )
+    message = prompt.system_message
+    assert message.startswith("Base message.\n\n# Policy excerpts\n")
+    assert '<policy source="x/y.md" section="A > \'B\'">\nBody ‹¦endoftext¦› text\n</policy>' in message
+    assert prompt.chunks[0].tokens > 0 and prompt.encoding == "cl100k_base"
+
+
+def test_no_chunks_means_no_header(counter: TokenCounter) -> None:
+    prompt = compose_message("Base.", [], k=3, budget=100, counter=counter)
+    assert prompt.system_message == "Base." and prompt.chunks == ()
+
+
+def test_neutralise_keeps_length_so_offsets_stay_valid() -> None:
+    text = "a <|im_start|> b [INST] c </s> d </policy> e"
+    cleaned = neutralise(text)
+    assert len(cleaned) == len(text)
+    assert "<|" not in cleaned and "[INST]" not in cleaned and "</policy" not in cleaned

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rag_prompts import ConfigError, load_settings
+
+from .conftest import CONFIG, write
+
+
+def test_repository_config_has_at_least_three_agents() -> None:
+    settings = load_settings(CONFIG, environ={})
+    assert len(settings.agents) >= 3
+    triage = settings.profile("claims_triage")
+    assert (triage.k, triage.budget, triage.tags) == (5, 1200, ("claims",))
+    assert triage.base_message.startswith("You triage")
+    assert settings.store_location == str(CONFIG.parent / ".rag_prompts/chroma")
+
+
+def test_profile_falls_back_to_top_level_values(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.toml", 'k = 3\nbudget = 700\nmodel = "gpt-4"\n[agents.a]\nbudget = 300\n')
+    profile = load_settings(path, environ={}).profile("a")
+    assert (profile.k, profile.budget, profile.model, profile.tags) == (3, 300, "gpt-4", ())
+
+
+def test_environment_overrides_file(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.toml", "budget = 700\n")
+    settings = load_settings(path, environ={"RAG_PROMPTS_BUDGET": "900", "RAG_PROMPTS_STORE": "http://127.0.0.1:9"})
+    assert settings.budget == 900
+    assert settings.store_location == "http://127.0.0.1:9"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("budget = -5\n", "c.toml: budget: Input should be greater than or equal to 1"),
+        ("bugdet = 5\n", "c.toml: bugdet: unknown setting"),
+        ("[agents.x]\nk = 'many'\n", "c.toml: agents.x.k: Input should be a valid integer"),
+        ("[agents.x]\ntopk = 3\n", "c.toml: agents.x.topk: unknown setting"),
+        ("budget = \n", "c.toml: invalid TOML"),
+    ],
+)
+def test_invalid_file_names_the_key_and_problem(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path / "c.toml", text)
+    with pytest.raises(ConfigError, match="c.toml") as caught:
+        load_settings(path, environ={})
+    assert message.split(": ", 1)[1] in str(caught.value)
+
+
+def test_invalid_environment_variable_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="RAG_PROMPTS_K: k: Input should be a valid integer"):
+        load_settings(None, environ={"RAG_PROMPTS_K": "lots"})
+
+
+def test_unknown_agent_lists_known_ones() -> None:
+    with pytest.raises(ConfigError, match="unknown agent 'nobody'; known agents: claims_triage, compliance_reviewer"):
+        load_settings(CONFIG, environ={}).profile("nobody")
+
+
+def test_missing_explicit_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_settings(tmp_path / "nope.toml", environ={})

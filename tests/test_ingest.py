@@ -1,0 +1,124 @@
+"""Incremental, idempotent ingest on a real embedded Chroma with the real embedding model."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from rag_prompts import Pipeline, SentenceTransformerEmbedder
+
+from .conftest import CORPUS, make_pipeline, write
+
+CLAIMS = "# Claims\n\n## Authority\n\nHandlers approve up to $7,500.\n\n## Deadlines\n\nAcknowledge within 3 days.\n"
+PRIVACY = "# Privacy\n\n## Access Requests\n\nAnswer within 30 days on form PRV-03.\n"
+RETENTION = "Retention\n=========\n\n1. Periods\n\nClaim files are kept for 7 years.\n"
+
+
+def snapshot(pipeline: Pipeline) -> dict[str, Any]:
+    """Everything the store holds, by chunk id."""
+    store = pipeline.store
+    ids = [chunk_id for entry in store.documents().values() for chunk_id in entry.chunk_ids]
+    return {chunk.id: chunk for chunk in store.chunks(ids)}
+
+
+def corpus(tmp_path: Path) -> Path:
+    root = tmp_path / "docs"
+    write(root / "claims" / "claims.md", CLAIMS)
+    write(root / "privacy.md", PRIVACY)
+    write(root / "retention.txt", RETENTION)
+    return root
+
+
+def test_first_ingest_then_nothing_changes(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
+    pipeline, root = make_pipeline(tmp_path, embedder), corpus(tmp_path)
+    first = pipeline.ingest([root])
+    assert sorted(first.added) == ["claims/claims.md", "privacy.md", "retention.txt"]
+    assert first.chunks_embedded == first.chunks_written == 4
+    before = snapshot(pipeline)
+    second = pipeline.ingest([root])
+    assert second.unchanged == sorted(first.added) and second.chunks_embedded == 0
+    assert (second.added, second.updated, second.removed, second.failed) == ([], [], [], [])
+    assert snapshot(pipeline) == before
+    chunk = next(c for c in before.values() if c.source == "retention.txt")
+    assert (root / "retention.txt").read_text("utf-8")[chunk.start : chunk.end] == chunk.text
+    assert chunk.section == "Retention > 1. Periods" and chunk.tags == ()
+    assert next(c for c in before.values() if c.source.startswith("claims/")).tags == ("claims",)
+
+
+def test_edit_replaces_only_what_changed(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
+    pipeline, root = make_pipeline(tmp_path, embedder), corpus(tmp_path)
+    pipeline.ingest([root])
+    write(root / "claims" / "claims.md", "# Claims\n\nNew intro.\n\n" + CLAIMS.split("\n\n", 1)[1].replace("3 days", "5 days"))
+    report = pipeline.ingest([root])
+    assert report.updated == ["claims/claims.md"] and report.unchanged == ["privacy.md", "retention.txt"]
+    assert report.chunks_embedded == 2  # the new intro and the edited deadline; the authority chunk is kept
+    texts = sorted(c.text for c in snapshot(pipeline).values() if c.source == "claims/claims.md")
+    assert texts == ["Acknowledge within 5 days.", "Handlers approve up to $7,500.", "New intro."]
+    for chunk in snapshot(pipeline).values():  # kept chunks got their new offsets
+        assert (root / chunk.source).read_text("utf-8")[chunk.start : chunk.end] == chunk.text
+
+
+def test_delete_and_rename(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
+    pipeline, root = make_pipeline(tmp_path, embedder), corpus(tmp_path)
+    pipeline.ingest([root])
+    (root / "privacy.md").unlink()
+    shutil.move(root / "retention.txt", root / "records-retention.txt")
+    report = pipeline.ingest([root])
+    assert sorted(report.removed) == ["privacy.md", "retention.txt"]
+    assert report.added == ["records-retention.txt"]
+    assert report.chunks_embedded == 0 and report.chunks_reused == 1  # same content: vector reused, not re-embedded
+    sources = {chunk.source for chunk in snapshot(pipeline).values()}
+    assert sources == {"claims/claims.md", "records-retention.txt"}
+    assert pipeline.search("how long are claim files kept?", k=1)[0].chunk.source == "records-retention.txt"
+
+
+def test_bad_files_are_reported_and_the_rest_ingested(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
+    pipeline, root = make_pipeline(tmp_path, embedder), corpus(tmp_path)
+    (root / "scan.pdf").write_bytes(b"%PDF-1.4 garbage")
+    (root / "blob.txt").write_bytes(b"\x00\x00\xff")
+    (root / "cp1252.md").write_bytes("Caf\xe9".encode("latin-1"))
+    (root / "empty.txt").write_text("\n\n")
+    report = pipeline.ingest([root])
+    assert not report.ok
+    assert sorted(report.added) == ["claims/claims.md", "privacy.md", "retention.txt"]
+    reasons = {Path(failure.path).name: failure.reason for failure in report.failed}
+    assert set(reasons) == {"scan.pdf", "blob.txt", "cp1252.md", "empty.txt"}
+    assert "PDF" in reasons["scan.pdf"] and "binary" in reasons["blob.txt"]
+    assert "UTF-8" in reasons["cp1252.md"] and "empty" in reasons["empty.txt"]
+
+
+def test_a_good_file_turned_bad_keeps_its_stored_chunks(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
+    pipeline, root = make_pipeline(tmp_path, embedder), corpus(tmp_path)
+    pipeline.ingest([root])
+    before = snapshot(pipeline)
+    (root / "privacy.md").write_bytes(b"\xff\xfe broken now")
+    report = pipeline.ingest([root])
+    assert [Path(failure.path).name for failure in report.failed] == ["privacy.md"]
+    assert snapshot(pipeline) == before  # nothing already stored is lost
+
+
+def test_missing_path_fails_without_removing_anything(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
+    pipeline, root = make_pipeline(tmp_path, embedder), corpus(tmp_path)
+    pipeline.ingest([root])
+    before = snapshot(pipeline)
+    report = pipeline.ingest([tmp_path / "typo"])
+    assert report.failed[0].reason == "no such file or directory" and report.removed == []
+    assert snapshot(pipeline) == before
+
+
+def test_single_file_ingest_does_not_prune_its_folder(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
+    pipeline, root = make_pipeline(tmp_path, embedder), corpus(tmp_path)
+    pipeline.ingest([root])
+    report = pipeline.ingest([root / "privacy.md"])
+    assert report.unchanged == ["privacy.md"] and report.removed == []
+    assert len({chunk.source for chunk in snapshot(pipeline).values()}) == 3
+
+
+def test_changing_chunk_size_rechunks(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
+    root = tmp_path / "docs"
+    shutil.copytree(CORPUS / "people", root / "people")
+    small = make_pipeline(tmp_path, embedder, chunk_tokens=120).ingest([root])
+    larger = make_pipeline(tmp_path, embedder, chunk_tokens=400).ingest([root])
+    assert len(larger.updated) == len(small.added) == 2
+    assert larger.chunks_deleted > 0
