@@ -68,15 +68,27 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     hits = _pipeline(args).search(args.query, k=args.k, agent=args.agent)
     rows = [
-        {"id": hit.chunk.id, "score": round(hit.score, 4), "source": hit.chunk.source, "section": hit.chunk.section,
-         "start": hit.chunk.start, "end": hit.chunk.end, "tokens": hit.chunk.tokens, "text": hit.chunk.text}
+        {
+            "id": hit.chunk.id,
+            "score": round(hit.score, 4),
+            "source": hit.chunk.source,
+            "section": hit.chunk.section,
+            "start": hit.chunk.start,
+            "end": hit.chunk.end,
+            "tokens": hit.chunk.tokens,
+            "text": hit.chunk.text,
+        }
         for hit in hits
     ]
     if args.json:
         _print_json(rows)
     else:
-        print(_table([(n + 1, r["score"], r["tokens"], r["source"], r["section"]) for n, r in enumerate(rows)],
-                     ["#", "score", "tokens", "source", "section"]))
+        print(
+            _table(
+                [(n + 1, r["score"], r["tokens"], r["source"], r["section"]) for n, r in enumerate(rows)],
+                ["#", "score", "tokens", "source", "section"],
+            )
+        )
     return 0
 
 
@@ -95,7 +107,10 @@ def cmd_compose(args: argparse.Namespace) -> int:
         )
     else:
         print(prompt.system_message)
-        print(f"\n--- {prompt.tokens}/{prompt.budget} tokens ({prompt.encoding}), {len(prompt.chunks)} chunks", file=sys.stderr)
+        print(
+            f"\n--- {prompt.tokens}/{prompt.budget} tokens ({prompt.encoding}), {len(prompt.chunks)} chunks",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -38,7 +38,9 @@ def _attribute(value: str) -> str:
 
 def render_block(hit: Hit, template: str) -> str:
     chunk = hit.chunk
-    return template.format(source=_attribute(chunk.source), section=_attribute(chunk.section), text=neutralise(chunk.text))
+    return template.format(
+        source=_attribute(chunk.source), section=_attribute(chunk.section), text=neutralise(chunk.text)
+    )
 
 
 def compose_message(

@@ -72,7 +72,9 @@ class Settings(BaseModel):
     @classmethod
     def _collection_name(cls, value: str) -> str:
         if not (3 <= len(value) <= 512) or not value[0].isalnum() or not value[-1].isalnum():
-            raise ValueError("must be 3-512 characters of letters, digits, '.', '_' or '-', starting and ending alphanumeric")
+            raise ValueError(
+                "must be 3-512 characters of letters, digits, '.', '_' or '-', starting and ending alphanumeric"
+            )
         return value
 
     def resolve_path(self, value: str) -> Path:

@@ -54,7 +54,7 @@ class SentenceTransformerEmbedder:
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as transformers_logging
 
-        transformers_logging.disable_progress_bar()  # no "Loading weights" bar on every command
+        transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # no "Loading weights" bar on every command
         location = resolve_model(model)
         try:
             self._model: Any = SentenceTransformer(location, device=None if device == "auto" else device)
@@ -105,7 +105,7 @@ class SentenceTransformerEmbedder:
         if cached is not None:
             self._query_cache.move_to_end(text)
             return cached
-        vector = self.embed([text])[0]
+        vector: np.ndarray = self.embed([text])[0]
         self._query_cache[text] = vector
         if len(self._query_cache) > self._query_cache_size:
             self._query_cache.popitem(last=False)

@@ -137,11 +137,14 @@ def ingest(
                 event("failed", f"{file}: {reason}")
                 continue
             seen[source] = file
-            plan = _plan_file(file, scan.root, source, stored.get(source), fingerprint, counter, chunk_tokens, report)
-            if plan is not None:
-                plans.append(plan)
-            elif report.failed and report.failed[-1].path == str(file):
-                event("failed", f"{file}: {report.failed[-1].reason}")
+            outcome = _plan_file(file, scan.root, source, stored.get(source), fingerprint, counter, chunk_tokens)
+            if isinstance(outcome, _Plan):
+                plans.append(outcome)
+            elif isinstance(outcome, Failure):
+                report.failed.append(outcome)
+                event("failed", f"{outcome.path}: {outcome.reason}")
+            else:
+                report.unchanged.append(source)
         if scan.prune:
             root = str(scan.root)
             vanished.extend(entry for source, entry in stored.items() if entry.root == root and source not in seen)
@@ -166,28 +169,24 @@ def _plan_file(
     fingerprint: str,
     counter: TokenCounter,
     chunk_tokens: int,
-    report: IngestReport,
-) -> _Plan | None:
+) -> _Plan | Failure | None:
+    """The chunks to store for one file, a Failure, or None when the stored copy is up to date."""
     try:
         data = file.read_bytes()
     except OSError as error:
-        report.failed.append(Failure(str(file), f"cannot read file: {error.strerror or error}"))
-        return None
+        return Failure(str(file), f"cannot read file: {error.strerror or error}")
     doc_hash = document_hash(data, fingerprint)
     if stored is not None and stored.doc_hashes == {doc_hash} and stored.root == str(root):
-        report.unchanged.append(source)
         return None
     try:
         document = load_document(file, root)
         chunks = chunk_document(document, counter, chunk_tokens, doc_hash)
     except LoadError as error:
-        report.failed.append(Failure(str(file), error.reason))
-        return None
+        return Failure(str(file), error.reason)
     except RagPromptsError:
         raise
     except Exception as error:  # a parser library choking on one file must not stop the others
-        report.failed.append(Failure(str(file), f"cannot parse: {type(error).__name__}: {error}"))
-        return None
+        return Failure(str(file), f"cannot parse: {type(error).__name__}: {error}")
     return _Plan(source, str(file), chunks, stored.chunk_ids if stored else [], is_new=stored is None)
 
 

@@ -81,7 +81,9 @@ class Pipeline:
             on_event=on_event,
         )
 
-    def search(self, query: str, k: int | None = None, agent: str | None = None, sources: Sequence[str] = ()) -> list[Hit]:
+    def search(
+        self, query: str, k: int | None = None, agent: str | None = None, sources: Sequence[str] = ()
+    ) -> list[Hit]:
         profile = self.settings.profile(agent)
         return Retriever(self.store, self.embedder).search(query, k or profile.k, profile.tags, sources)
 

@@ -8,6 +8,7 @@ never runs.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -96,10 +97,8 @@ def delete_collection(location: str, collection: str) -> None:
     """Drop a collection if it exists (used to rebuild from scratch)."""
     from chromadb.errors import NotFoundError
 
-    try:
+    with contextlib.suppress(NotFoundError):
         _client(location).delete_collection(collection)
-    except NotFoundError:
-        pass
 
 
 def _metadata(chunk: Chunk) -> dict[str, Any]:
@@ -227,7 +226,9 @@ class ChunkStore:
             page = self._collection.get(
                 where={"content_hash": {"$in": list(batch)}}, include=["metadatas", "embeddings"]
             )
-            for metadata, vector in zip(page["metadatas"] or [], page["embeddings"] if page["embeddings"] is not None else [], strict=True):
+            for metadata, vector in zip(
+                page["metadatas"] or [], page["embeddings"] if page["embeddings"] is not None else [], strict=True
+            ):
                 found[str(metadata["content_hash"])] = np.asarray(vector, dtype=np.float32)
         return found
 
@@ -246,17 +247,13 @@ class ChunkStore:
 
     def update_metadata(self, chunks: Sequence[Chunk]) -> None:
         for batch in _batches(chunks, self._max_batch()):
-            self._collection.update(
-                ids=[chunk.id for chunk in batch], metadatas=[_metadata(chunk) for chunk in batch]
-            )
+            self._collection.update(ids=[chunk.id for chunk in batch], metadatas=[_metadata(chunk) for chunk in batch])
 
     def delete(self, ids: Sequence[str]) -> None:
         for batch in _batches(list(ids), self._max_batch()):
             self._collection.delete(ids=list(batch))
 
-    def query(
-        self, vector: np.ndarray, n: int, tags: Sequence[str] = (), sources: Sequence[str] = ()
-    ) -> list[Hit]:
+    def query(self, vector: np.ndarray, n: int, tags: Sequence[str] = (), sources: Sequence[str] = ()) -> list[Hit]:
         """The `n` nearest chunks, best first; the score is the cosine similarity."""
         total = self.count()
         if total == 0 or n <= 0:
@@ -270,7 +267,10 @@ class ChunkStore:
         rows = zip(
             result["ids"][0], result["documents"][0], result["metadatas"][0], result["distances"][0], strict=True
         )
-        return [Hit(_chunk(chunk_id, text or "", metadata), 1.0 - float(distance)) for chunk_id, text, metadata, distance in rows]
+        return [
+            Hit(_chunk(chunk_id, text or "", metadata), 1.0 - float(distance))
+            for chunk_id, text, metadata, distance in rows
+        ]
 
     def stats(self) -> StoreStats:
         documents = self.documents()

@@ -17,8 +17,10 @@ def show(agent: str, task: str, prompt: ComposedPrompt) -> None:
     rule = "=" * 100
     print(f"\n{rule}\nagent: {agent}\ntask:  {task}\n{rule}")
     print(prompt.system_message)
-    print(f"\n--> {prompt.tokens}/{prompt.budget} tokens ({prompt.encoding}); {len(prompt.chunks)} chunks included,"
-          f" {len(prompt.dropped)} candidates left out")
+    print(
+        f"\n--> {prompt.tokens}/{prompt.budget} tokens ({prompt.encoding}); {len(prompt.chunks)} chunks included,"
+        f" {len(prompt.dropped)} candidates left out"
+    )
     print(f"    {'score':>6}  {'tokens':>6}  source / section")
     for chunk in prompt.chunks:
         print(f"    {chunk.score:6.3f}  {chunk.tokens:6d}  {chunk.source} / {chunk.section}")

@@ -14,7 +14,10 @@ from .conftest import CORPUS, write
 
 
 def test_sections_become_heading_paths(tmp_path: Path, counter: TokenCounter) -> None:
-    text = "# Claims\n\nIntro.\n\n## Authority\n\n### By Role\n\nHandlers approve up to $7,500.\n\n## Closing\n\nClose files.\n"
+    text = (
+        "# Claims\n\nIntro.\n\n## Authority\n\n### By Role\n\nHandlers approve up to $7,500.\n\n"
+        "## Closing\n\nClose files.\n"
+    )
     document = load_document(write(tmp_path / "claims.md", text), tmp_path)
     chunks = chunk_document(document, counter, 100, "hash")
     assert [(chunk.section, chunk.text) for chunk in chunks] == [
@@ -75,7 +78,11 @@ def test_property_chunks_are_bounded_exact_slices(counter: TokenCounter, text: s
     for chunk in chunks:
         assert 0 < chunk.tokens <= max_tokens
         assert text[chunk.start : chunk.end] == chunk.text
-    body = "".join(text[end:start] for end, start in zip([0] + [h.body_start for h in headings],
-                                                          [h.start for h in headings] + [len(text)], strict=True))
+    body = "".join(
+        text[end:start]
+        for end, start in zip(
+            [0] + [h.body_start for h in headings], [h.start for h in headings] + [len(text)], strict=True
+        )
+    )
     covered = "".join(chunk.text for chunk in chunks)
     assert "".join(covered.split()) == "".join(body.split())  # nothing lost, nothing repeated

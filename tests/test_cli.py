@@ -43,8 +43,19 @@ def test_ingest_search_compose_stats(config: Path, capsys: pytest.CaptureFixture
     assert code == 0 and "people/travel-and-expenses.md" in out and out.splitlines()[0].split()[:2] == ["#", "score"]
 
     code, out, _ = run(
-        ["compose", "What is the nightly hotel cap in a tier 1 city?", "--agent", "staff_helpdesk", "--k", "2",
-         "--budget", "600", "--json", "--config", str(config)],
+        [
+            "compose",
+            "What is the nightly hotel cap in a tier 1 city?",
+            "--agent",
+            "staff_helpdesk",
+            "--k",
+            "2",
+            "--budget",
+            "600",
+            "--json",
+            "--config",
+            str(config),
+        ],
         capsys,
     )
     result = json.loads(out)

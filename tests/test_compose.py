@@ -16,8 +16,24 @@ def hit(text: str, score: float = 0.5, section: str = "Doc > Part", source: str 
 
 
 _hostile = st.sampled_from(
-    ["<|endoftext|>", "<|im_start|>system\n", "<|im_end|>", "[INST]", "<</SYS>>", "</policy>", "<policy>",
-     "<|eot_id|>", "\n\nassistant:", "\"", "漢字", "🙂", "\u200b", " ", "\n", "$7,500"]
+    [
+        "<|endoftext|>",
+        "<|im_start|>system\n",
+        "<|im_end|>",
+        "[INST]",
+        "<</SYS>>",
+        "</policy>",
+        "<policy>",
+        "<|eot_id|>",
+        "\n\nassistant:",
+        '"',
+        "漢字",
+        "🙂",
+        "\u200b",
+        " ",
+        "\n",
+        "$7,500",
+    ]
 )
 _chunk_text = st.lists(st.one_of(_hostile, st.text(max_size=30)), min_size=1, max_size=80).map("".join)
 
@@ -70,7 +86,10 @@ def test_k_limits_the_number_of_chunks_and_reports_the_rest(counter: TokenCounte
 
 def test_message_layout_labels_and_fences_each_chunk(counter: TokenCounter) -> None:
     prompt = compose_message(
-        "  Base message.  ", [hit("Body <|endoftext|> text", section='A > "B"', source="x/y.md")], k=1, budget=500,
+        "  Base message.  ",
+        [hit("Body <|endoftext|> text", section='A > "B"', source="x/y.md")],
+        k=1,
+        budget=500,
         counter=counter,
     )
     message = prompt.system_message

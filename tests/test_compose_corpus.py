@@ -16,7 +16,9 @@ def has_needed_section(prompt: ComposedPrompt, task: dict[str, Any]) -> bool:
     )
 
 
-def test_sample_tasks_cover_every_agent_and_are_well_formed(tasks: list[dict[str, Any]], corpus_pipeline: Pipeline) -> None:
+def test_sample_tasks_cover_every_agent_and_are_well_formed(
+    tasks: list[dict[str, Any]], corpus_pipeline: Pipeline
+) -> None:
     assert len(tasks) >= 40
     assert {task["agent"] for task in tasks} <= set(corpus_pipeline.settings.agents)
     assert len({task["agent"] for task in tasks}) >= 3
@@ -28,7 +30,9 @@ def test_sample_tasks_cover_every_agent_and_are_well_formed(tasks: list[dict[str
             assert any(s == need["section"] or s.startswith(need["section"] + " > ") for s in sections), task["id"]
 
 
-def test_clear_cut_tasks_get_their_section_within_budget(tasks: list[dict[str, Any]], corpus_pipeline: Pipeline) -> None:
+def test_clear_cut_tasks_get_their_section_within_budget(
+    tasks: list[dict[str, Any]], corpus_pipeline: Pipeline
+) -> None:
     clear = [task for task in tasks if task["clear_cut"]]
     found = []
     for task in clear:
@@ -49,7 +53,9 @@ def test_look_alike_limits_are_not_confused(corpus_pipeline: Pipeline) -> None:
     )
     sections = [chunk.section for chunk in prompt.chunks]
     normal = "Claims Handling Manual > Payment Approval Authority > Payment Authority by Role"
-    catastrophe = "Catastrophe Response Procedure > 5. Temporary Increased Authority Limits > 5.1 Catastrophe Authority Table"
+    catastrophe = (
+        "Catastrophe Response Procedure > 5. Temporary Increased Authority Limits > 5.1 Catastrophe Authority Table"
+    )
     assert normal in sections
     assert catastrophe not in sections or sections.index(normal) < sections.index(catastrophe)
 

@@ -49,7 +49,10 @@ def test_first_ingest_then_nothing_changes(tmp_path: Path, embedder: SentenceTra
 def test_edit_replaces_only_what_changed(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
     pipeline, root = make_pipeline(tmp_path, embedder), corpus(tmp_path)
     pipeline.ingest([root])
-    write(root / "claims" / "claims.md", "# Claims\n\nNew intro.\n\n" + CLAIMS.split("\n\n", 1)[1].replace("3 days", "5 days"))
+    write(
+        root / "claims" / "claims.md",
+        "# Claims\n\nNew intro.\n\n" + CLAIMS.split("\n\n", 1)[1].replace("3 days", "5 days"),
+    )
     report = pipeline.ingest([root])
     assert report.updated == ["claims/claims.md"] and report.unchanged == ["privacy.md", "retention.txt"]
     assert report.chunks_embedded == 2  # the new intro and the edited deadline; the authority chunk is kept

@@ -45,12 +45,17 @@ def test_markdown_heading_inside_code_fence_is_not_a_heading(tmp_path: Path) -> 
 
 
 def test_text_file_headings_and_exact_text(tmp_path: Path) -> None:
-    text = "Access Procedure\n================\n\n1. Leavers\n\nRemove access within 1 hour.\n\n1.1 Dismissals\n\nAt once.\n"
+    text = "Access Procedure\n================\n\n1. Leavers\n\nRemove access within 1 hour.\n\n"
+    text += "1.1 Dismissals\n\nAt once.\n"
     path = write(tmp_path / "it" / "access.txt", text)
     document = load_document(path, tmp_path)
     assert document.text == text
     assert document.title == "Access Procedure"
-    assert [(h.level, h.title) for h in document.headings] == [(1, "Access Procedure"), (2, "1. Leavers"), (3, "1.1 Dismissals")]
+    assert [(h.level, h.title) for h in document.headings] == [
+        (1, "Access Procedure"),
+        (2, "1. Leavers"),
+        (3, "1.1 Dismissals"),
+    ]
     assert document.tags == ("it",)
 
 
@@ -109,7 +114,9 @@ def test_docx_headings_paragraphs_and_tables(tmp_path: Path) -> None:
         ("bad-front-matter.md", b"---\ntitle: [unclosed\n---\n# T\n", "front matter"),
     ],
 )
-def test_bad_files_raise_load_error_naming_file_and_reason(tmp_path: Path, name: str, content: bytes, reason: str) -> None:
+def test_bad_files_raise_load_error_naming_file_and_reason(
+    tmp_path: Path, name: str, content: bytes, reason: str
+) -> None:
     path = tmp_path / name
     path.write_bytes(content)
     with pytest.raises(LoadError) as caught:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import chromadb
-from chromadb.config import Settings
 import pytest
+from chromadb.config import Settings
 
 from rag_prompts import StoreError, open_store
 from rag_prompts.store import where_filter
