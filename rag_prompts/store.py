@@ -21,6 +21,7 @@ from .records import Chunk, Hit
 
 SCHEMA_VERSION = 1
 _PAGE = 5000
+OVERFETCH_FACTOR = 4  # unfiltered candidates per wanted hit before falling back to Chroma's filter
 
 
 @dataclass
@@ -254,16 +255,42 @@ class ChunkStore:
             self._collection.delete(ids=list(batch))
 
     def query(self, vector: np.ndarray, n: int, tags: Sequence[str] = (), sources: Sequence[str] = ()) -> list[Hit]:
-        """The `n` nearest chunks, best first; the score is the cosine similarity."""
+        """The `n` nearest chunks carrying any of `tags` (and from `sources`), best first; score = cosine similarity.
+
+        Chroma's metadata filter costs far more than the vector search on large collections, so a filtered
+        search first over-fetches without the filter and filters here; only when that leaves fewer than `n`
+        matches does it ask Chroma to filter. Both paths return the same chunks.
+        """
         total = self.count()
         if total == 0 or n <= 0:
             return []
-        result = self._collection.query(
-            query_embeddings=[np.asarray(vector, dtype=np.float32)],
-            n_results=min(n, total),
-            where=where_filter(tags, sources),
-            include=["metadatas", "documents", "distances"],
-        )
+        where = where_filter(tags, sources)
+        if where is None:
+            return self._query(vector, min(n, total), None)
+        wanted_tags, wanted_sources = set(tags), set(sources)
+
+        def allowed(hit: Hit) -> bool:
+            chunk = hit.chunk
+            return (not wanted_tags or bool(wanted_tags & set(chunk.tags))) and (
+                not wanted_sources or chunk.source in wanted_sources
+            )
+
+        overfetch = min(total, OVERFETCH_FACTOR * n + 20)
+        matching = [hit for hit in self._query(vector, overfetch, None) if allowed(hit)]
+        if len(matching) >= n or overfetch == total:
+            return matching[:n]
+        return self._query(vector, min(n, total), where)
+
+    def _query(self, vector: np.ndarray, n: int, where: dict[str, Any] | None) -> list[Hit]:
+        try:
+            result = self._collection.query(
+                query_embeddings=[np.asarray(vector, dtype=np.float32)],
+                n_results=n,
+                where=where,
+                include=["metadatas", "documents", "distances"],
+            )
+        except Exception as error:  # e.g. fewer filtered matches than asked for on some Chroma versions
+            raise StoreError(f"query on collection {self.name!r} at {self.location} failed: {error}") from error
         rows = zip(
             result["ids"][0], result["documents"][0], result["metadatas"][0], result["distances"][0], strict=True
         )

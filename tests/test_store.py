@@ -33,3 +33,26 @@ def test_where_filter_shapes() -> None:
     assert where_filter(["a", "b"], ["x.md"]) == {
         "$and": [{"$or": [{"tags": {"$contains": "a"}}, {"tags": {"$contains": "b"}}]}, {"source": "x.md"}]
     }
+
+
+def test_filtered_query_matches_chromas_own_filter(tmp_path: Path) -> None:
+    """The client-side filter over an unfiltered over-fetch returns exactly what Chroma's `where` returns."""
+    import numpy as np
+
+    from rag_prompts import Chunk
+
+    rng = np.random.default_rng(7)
+    vectors = rng.standard_normal((600, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    tags = [("claims",), ("it",), ("people", "it"), ()]
+    chunks = [
+        Chunk(f"c{i}", f"doc{i % 7}.md", "/", "T", "T > S", 0, 1, "x", 1, f"h{i}", "d", tags[i % 4]) for i in range(600)
+    ]
+    store = open_store(str(tmp_path), "filtered", "m", 8)
+    store.add(chunks, vectors)
+    for query in rng.standard_normal((20, 8)).astype(np.float32):
+        for wanted_tags, wanted_sources in [(["claims"], []), (["people"], []), (["it", "claims"], ["doc3.md"])]:
+            ours = store.query(query, 10, wanted_tags, wanted_sources)
+            exact = store._query(query, 10, where_filter(wanted_tags, wanted_sources))
+            assert [hit.chunk.id for hit in ours] == [hit.chunk.id for hit in exact]
+            assert all(set(wanted_tags) & set(hit.chunk.tags) for hit in ours)
