@@ -133,6 +133,11 @@ def time_compose(
     return Latency(samples), prompts
 
 
+def always(agent: str | None) -> Callable[[Task], str | None]:
+    """Compose every task with `agent` instead of its own."""
+    return lambda task: agent
+
+
 def budget_violations(settings: Settings, prompts: Sequence[tuple[Task, str | None, ComposedPrompt]]) -> list[str]:
     """Prompts over their agent's budget, or whose reported token count differs from a recount."""
     problems = []
@@ -158,8 +163,15 @@ def bench_ingest(pipeline: Pipeline, embedder: SentenceTransformerEmbedder, corp
     if not report.ok:
         say(f"    failures: {[(failure.path, failure.reason) for failure in report.failed]}")
     ingest_rate = report.chunks_embedded / ingest_s
-    say(f"    {report.chunks_embedded} chunks embedded from {len(report.added)} files in {ingest_s:.2f} s"
-        f" = {ingest_rate:.1f} chunks/s")
+    inner_rate = report.chunks_embedded / report.seconds
+    say(
+        f"    {report.chunks_embedded} chunks embedded from {len(report.added)} files in {ingest_s:.2f} s"
+        f" = {ingest_rate:.1f} chunks/s"
+    )
+    say(
+        f"    of which ingest() itself (report.seconds): {report.seconds:.2f} s = {inner_rate:.1f} chunks/s;"
+        f" the rest ({ingest_s - report.seconds:.2f} s) is Pipeline opening the store on first use"
+    )
 
     store = pipeline.store
     ids = [chunk_id for entry in store.documents().values() for chunk_id in entry.chunk_ids]
@@ -170,16 +182,21 @@ def bench_ingest(pipeline: Pipeline, embedder: SentenceTransformerEmbedder, corp
     encode_s = time.perf_counter() - began
     encode_rate = len(texts) / encode_s
     ratio = ingest_rate / encode_rate
-    say(f"    raw encode: {encode_s:.2f} s = {encode_rate:.1f} chunks/s; ingest/raw = {ratio:.3f}"
-        f" (target >= {INGEST_RATIO_TARGET})")
+    inner_ratio = inner_rate / encode_rate
+    say(
+        f"    raw encode: {encode_s:.2f} s = {encode_rate:.1f} chunks/s; ingest/raw = {ratio:.3f}"
+        f" (target >= {INGEST_RATIO_TARGET}); without opening the store {inner_ratio:.3f}"
+    )
 
     say("[2] re-ingest with nothing changed")
     began = time.perf_counter()
     again = pipeline.ingest([corpus])
     reingest_s = time.perf_counter() - began
     share = reingest_s / ingest_s
-    say(f"    {reingest_s * 1000:.1f} ms, {again.chunks_embedded} chunks embedded, {len(again.unchanged)} files"
-        f" unchanged; {share:.2%} of the full ingest (target <= {REINGEST_SHARE_TARGET:.0%})")
+    say(
+        f"    {reingest_s * 1000:.1f} ms, {again.chunks_embedded} chunks embedded, {len(again.unchanged)} files"
+        f" unchanged; {share:.2%} of the full ingest (target <= {REINGEST_SHARE_TARGET:.0%})"
+    )
     return {
         "files": len(report.added),
         "chunks": report.chunks_embedded,
@@ -188,6 +205,9 @@ def bench_ingest(pipeline: Pipeline, embedder: SentenceTransformerEmbedder, corp
         "encode_s": round(encode_s, 3),
         "encode_chunks_per_s": round(encode_rate, 3),
         "ingest_over_encode": round(ratio, 4),
+        "ingest_report_s": round(report.seconds, 3),
+        "ingest_report_chunks_per_s": round(inner_rate, 3),
+        "ingest_report_over_encode": round(inner_ratio, 4),
         "reingest_s": round(reingest_s, 4),
         "reingest_chunks_embedded": again.chunks_embedded,
         "reingest_share": round(share, 5),
@@ -206,8 +226,10 @@ def bench_sample_compose(pipeline: Pipeline, tasks: Sequence[Task]) -> dict[str,
     first, prompts = time_compose(pipeline, tasks, lambda task: task.agent)
     cached, cached_prompts = time_compose(pipeline, tasks, lambda task: task.agent)
     problems = budget_violations(pipeline.settings, prompts + cached_prompts)
-    say(f"    first-time: p50 {first.p50:.1f} ms, p95 {first.p95:.1f} ms;"
-        f" cached query vector: p50 {cached.p50:.1f} ms, p95 {cached.p95:.1f} ms")
+    say(
+        f"    first-time: p50 {first.p50:.1f} ms, p95 {first.p95:.1f} ms;"
+        f" cached query vector: p50 {cached.p50:.1f} ms, p95 {cached.p95:.1f} ms"
+    )
     checked = len(prompts) + len(cached_prompts)
     say(f"    budget check: {checked - len(problems)}/{checked} prompts have tokens <= budget (recounted)")
     for problem in problems:
@@ -287,18 +309,21 @@ def bench_synthetic(
         location = workdir / f"synthetic-{size}"
         say(f"[4] synthetic store of {size:,} chunks ({len(real)} real + random-vector fillers) at {location}")
         store, build_s = build_synthetic_store(location, size, embedder, real, real_vectors)
-        say(f"    built in {build_s:.1f} s ({store.count() / build_s:,.0f} chunks/s); store.count() = {store.count():,}")
+        count = store.count()
+        say(f"    built in {build_s:.1f} s ({count / build_s:,.0f} chunks/s); store.count() = {count:,}")
         settings = load_settings(config, store=str(location), collection="synthetic")
         pipeline = Pipeline(settings, embedder=embedder, store=store)
         pipeline.compose(WARM_UP_TEXTS[0])
-        entry: dict[str, Any] = {"chunks": store.count(), "build_s": round(build_s, 2)}
+        entry: dict[str, Any] = {"chunks": count, "build_s": round(build_s, 2)}
         for label, agent in agents.items():
             forget_queries(embedder)
-            first, prompts = time_compose(pipeline, tasks, lambda task, agent=agent: agent)
-            cached, cached_prompts = time_compose(pipeline, tasks, lambda task, agent=agent: agent)
+            first, prompts = time_compose(pipeline, tasks, always(agent))
+            cached, cached_prompts = time_compose(pipeline, tasks, always(agent))
             problems = budget_violations(pipeline.settings, prompts + cached_prompts)
-            say(f"    {label:<32} first-time p50 {first.p50:6.1f} ms p95 {first.p95:6.1f} ms |"
-                f" cached p50 {cached.p50:6.1f} ms p95 {cached.p95:6.1f} ms | over budget: {len(problems)}")
+            say(
+                f"    {label:<32} first-time p50 {first.p50:6.1f} ms p95 {first.p95:6.1f} ms |"
+                f" cached p50 {cached.p50:6.1f} ms p95 {cached.p95:6.1f} ms | over budget: {len(problems)}"
+            )
             entry[agent or "default"] = {
                 "first_time": first.as_dict(),
                 "cached": cached.as_dict(),
@@ -316,19 +341,44 @@ def summary_rows(figures: dict[str, Any], filter_agent: str) -> list[Row]:
     rows = [
         Row("ingest throughput (chunks/s)", f"{ingest['ingest_chunks_per_s']:.1f}"),
         Row("raw encode throughput (chunks/s)", f"{ingest['encode_chunks_per_s']:.1f}"),
-        Row("ingest / raw encode", f"{ingest['ingest_over_encode']:.3f}", f">= {INGEST_RATIO_TARGET}",
-            ingest["ingest_over_encode"] >= INGEST_RATIO_TARGET),
+        Row(
+            "ingest / raw encode",
+            f"{ingest['ingest_over_encode']:.3f}",
+            f">= {INGEST_RATIO_TARGET}",
+            ingest["ingest_over_encode"] >= INGEST_RATIO_TARGET,
+        ),
+        Row(
+            "ingest / raw encode, store already open",
+            f"{ingest['ingest_report_over_encode']:.3f}",
+            f">= {INGEST_RATIO_TARGET}",
+            ingest["ingest_report_over_encode"] >= INGEST_RATIO_TARGET,
+        ),
         Row("re-ingest time (s)", f"{ingest['reingest_s']:.3f}"),
-        Row("re-ingest chunks embedded", str(ingest["reingest_chunks_embedded"]), "0",
-            ingest["reingest_chunks_embedded"] == 0),
-        Row("re-ingest share of full ingest", f"{ingest['reingest_share']:.2%}", f"<= {REINGEST_SHARE_TARGET:.0%}",
-            ingest["reingest_share"] <= REINGEST_SHARE_TARGET),
-        Row("sample compose first-time p50/p95 (ms)",
-            f"{sample['first_time']['p50_ms']:.1f} / {sample['first_time']['p95_ms']:.1f}"),
-        Row("sample compose cached p50/p95 (ms)",
-            f"{sample['cached']['p50_ms']:.1f} / {sample['cached']['p95_ms']:.1f}"),
-        Row("sample prompts over budget", f"{len(sample['budget_violations'])} of {sample['prompts_checked']}", "0",
-            not sample["budget_violations"]),
+        Row(
+            "re-ingest chunks embedded",
+            str(ingest["reingest_chunks_embedded"]),
+            "0",
+            ingest["reingest_chunks_embedded"] == 0,
+        ),
+        Row(
+            "re-ingest share of full ingest",
+            f"{ingest['reingest_share']:.2%}",
+            f"<= {REINGEST_SHARE_TARGET:.0%}",
+            ingest["reingest_share"] <= REINGEST_SHARE_TARGET,
+        ),
+        Row(
+            "sample compose first-time p50/p95 (ms)",
+            f"{sample['first_time']['p50_ms']:.1f} / {sample['first_time']['p95_ms']:.1f}",
+        ),
+        Row(
+            "sample compose cached p50/p95 (ms)", f"{sample['cached']['p50_ms']:.1f} / {sample['cached']['p95_ms']:.1f}"
+        ),
+        Row(
+            "sample prompts over budget",
+            f"{len(sample['budget_violations'])} of {sample['prompts_checked']}",
+            "0",
+            not sample["budget_violations"],
+        ),
     ]
     for size, entry in figures["synthetic"].items():
         n = int(size)
@@ -337,21 +387,26 @@ def summary_rows(figures: dict[str, Any], filter_agent: str) -> list[Row]:
             for kind in ("first_time", "cached"):
                 latency = entry[agent][kind]
                 has_target = n == TARGET_SIZE
-                rows.append(Row(
-                    f"{n:,} chunks: {agent} {kind.replace('_', '-')} p50/p95 (ms)",
-                    f"{latency['p50_ms']:.1f} / {latency['p95_ms']:.1f}",
-                    f"p50 <= {COMPOSE_P50_TARGET_MS:.0f}" if has_target else "",
-                    latency["p50_ms"] <= COMPOSE_P50_TARGET_MS if has_target else None,
-                ))
+                rows.append(
+                    Row(
+                        f"{n:,} chunks: {agent} {kind.replace('_', '-')} p50/p95 (ms)",
+                        f"{latency['p50_ms']:.1f} / {latency['p95_ms']:.1f}",
+                        f"p50 <= {COMPOSE_P50_TARGET_MS:.0f}" if has_target else "",
+                        latency["p50_ms"] <= COMPOSE_P50_TARGET_MS if has_target else None,
+                    )
+                )
     return rows
 
 
 def print_table(rows: Sequence[Row]) -> None:
-    widths = [max(len(header), *(len(cell) for cell in column)) for header, column in (
-        ("figure", [row.figure for row in rows]),
-        ("value", [row.value for row in rows]),
-        ("target", [row.target for row in rows]),
-    )]
+    widths = [
+        max(len(header), *(len(cell) for cell in column))
+        for header, column in (
+            ("figure", [row.figure for row in rows]),
+            ("value", [row.value for row in rows]),
+            ("target", [row.target for row in rows]),
+        )
+    ]
     line = f"{'figure':<{widths[0]}}  {'value':>{widths[1]}}  {'target':<{widths[2]}}  met"
     say()
     say("SUMMARY")
@@ -364,14 +419,25 @@ def print_table(rows: Sequence[Row]) -> None:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--corpus", type=Path, default=Path("corpus"), help="folder to ingest (default: corpus)")
-    parser.add_argument("--tasks", type=Path, default=Path("corpus/tasks.jsonl"),
-                        help="JSON lines with 'task' and 'agent' (default: corpus/tasks.jsonl)")
-    parser.add_argument("--sizes", default="10000,100000",
-                        help="comma-separated synthetic store sizes in chunks (default: 10000,100000)")
-    parser.add_argument("--config", type=Path, default=None,
-                        help="settings file (default: ./rag_prompts.toml); its store is never used")
-    parser.add_argument("--filter-agent", default="claims_triage",
-                        help="agent with a tag filter for the synthetic stores (default: claims_triage)")
+    parser.add_argument(
+        "--tasks",
+        type=Path,
+        default=Path("corpus/tasks.jsonl"),
+        help="JSON lines with 'task' and 'agent' (default: corpus/tasks.jsonl)",
+    )
+    parser.add_argument(
+        "--sizes",
+        default="10000,100000",
+        help="comma-separated synthetic store sizes in chunks (default: 10000,100000)",
+    )
+    parser.add_argument(
+        "--config", type=Path, default=None, help="settings file (default: ./rag_prompts.toml); its store is never used"
+    )
+    parser.add_argument(
+        "--filter-agent",
+        default="claims_triage",
+        help="agent with a tag filter for the synthetic stores (default: claims_triage)",
+    )
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write every figure to FILE as JSON")
     args = parser.parse_args(argv)
     try:
@@ -401,8 +467,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         sample = Pipeline(settings, embedder=embedder)
         figures: dict[str, Any] = {
-            "machine": {"cpus": os.cpu_count(), "load_average_start": round(os.getloadavg()[0], 2),
-                        "embedder_device": embedder.device, "embedder_load_s": round(load_s, 2)},
+            "machine": {
+                "cpus": os.cpu_count(),
+                "load_average_start": round(os.getloadavg()[0], 2),
+                "embedder_device": embedder.device,
+                "embedder_load_s": round(load_s, 2),
+            },
             "ingest": bench_ingest(sample, embedder, args.corpus),
             "sample_compose": bench_sample_compose(sample, tasks),
         }
