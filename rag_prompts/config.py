@@ -7,7 +7,7 @@ import tomllib
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -59,6 +59,7 @@ class Settings(BaseModel):
     embedding_model: str = DEFAULT_EMBEDDING_MODEL
     embedding_device: str = "auto"
     embedding_batch_size: int = Field(default=64, ge=1, le=4096)
+    embedding_backend: Literal["auto", "onnx", "torch"] = "auto"
     chunk_tokens: int = Field(default=300, ge=16, le=8192)
     model: str = "gpt-4"
     k: int = Field(default=6, ge=1, le=200)
@@ -118,6 +119,7 @@ _ENV_KEYS = {
     "embedding_model": "EMBEDDING_MODEL",
     "embedding_device": "EMBEDDING_DEVICE",
     "embedding_batch_size": "EMBEDDING_BATCH_SIZE",
+    "embedding_backend": "EMBEDDING_BACKEND",
     "chunk_tokens": "CHUNK_TOKENS",
     "model": "MODEL",
     "k": "K",

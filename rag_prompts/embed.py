@@ -50,6 +50,7 @@ class SentenceTransformerEmbedder:
         device: str = "auto",
         batch_size: int = 64,
         query_cache_size: int = 256,
+        backend: str = "auto",
     ) -> None:
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as transformers_logging
@@ -74,6 +75,33 @@ class SentenceTransformerEmbedder:
         self.batch_size = batch_size
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._query_cache_size = query_cache_size
+        self._query_encoder = self._onnx_query_encoder(backend, location)
+
+    def _onnx_query_encoder(self, backend: str, location: str) -> Any:
+        """The onnxruntime path for single queries (see onnx_query.py) where it applies, else None (torch)."""
+        if backend not in ("auto", "onnx", "torch"):
+            raise EmbeddingError(f"embedding_backend must be 'auto', 'onnx' or 'torch', got {backend!r}")
+        if backend == "torch" or self.device != "cpu":
+            return None
+        from . import onnx_query
+
+        problem = None
+        if not onnx_query.supported(self._model):
+            problem = "the model is not a transformer followed by mean pooling"
+        else:
+            try:
+                return onnx_query.OnnxQueryEncoder(self._model, location)
+            except ImportError as error:
+                problem = f"{error.name or 'onnx'} is not installed (pip install 'rag-prompts[onnx]')"
+            except Exception as error:  # an export or runtime failure: torch still works
+                problem = f"{type(error).__name__}: {error}"
+        if backend == "onnx":
+            raise EmbeddingError(f"embedding_backend='onnx' is not available for {self._name!r}: {problem}")
+        return None
+
+    @property
+    def query_backend(self) -> str:
+        return "onnx" if self._query_encoder is not None else "torch"
 
     @property
     def name(self) -> str:
@@ -105,7 +133,10 @@ class SentenceTransformerEmbedder:
         if cached is not None:
             self._query_cache.move_to_end(text)
             return cached
-        vector: np.ndarray = self.embed([text])[0]
+        if self._query_encoder is not None:
+            vector: np.ndarray = self._query_encoder.encode(text)
+        else:
+            vector = self.embed([text])[0]
         self._query_cache[text] = vector
         if len(self._query_cache) > self._query_cache_size:
             self._query_cache.popitem(last=False)

@@ -206,7 +206,8 @@ def _vectors_for(
                 texts.setdefault(chunk.content_hash, chunk.embedding_text)
     vectors = store.vectors_for_content(texts)
     report.chunks_reused = len(vectors)
-    missing = [content_hash for content_hash in texts if content_hash not in vectors]
+    # Longest first, as sentence-transformers orders one call: each batch then pads to similar lengths.
+    missing = sorted((h for h in texts if h not in vectors), key=lambda h: len(texts[h]), reverse=True)
     for start in range(0, len(missing), EMBED_BATCH):
         batch = missing[start : start + EMBED_BATCH]
         embedded = embedder.embed([texts[content_hash] for content_hash in batch])

@@ -43,7 +43,10 @@ class Pipeline:
     def embedder(self) -> Embedder:
         if self._embedder is None:
             self._embedder = SentenceTransformerEmbedder(
-                self.settings.embedding_model, self.settings.embedding_device, self.settings.embedding_batch_size
+                self.settings.embedding_model,
+                self.settings.embedding_device,
+                self.settings.embedding_batch_size,
+                backend=self.settings.embedding_backend,
             )
         return self._embedder
 

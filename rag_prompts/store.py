@@ -21,7 +21,8 @@ from .records import Chunk, Hit
 
 SCHEMA_VERSION = 1
 _PAGE = 5000
-OVERFETCH_FACTOR = 4  # unfiltered candidates per wanted hit before falling back to Chroma's filter
+OVERFETCH_MIN_CHUNKS = 20_000  # below this, Chroma's own filter is the faster way to search with one
+OVERFETCH_FACTORS = (4, 32)  # unfiltered candidates per wanted hit, before falling back to Chroma's filter
 
 
 @dataclass
@@ -161,6 +162,7 @@ class ChunkStore:
         self._collection = collection
         self.location = location
         self.name = name
+        self._size_hint: int | None = None
 
     @property
     def embedding_model(self) -> str:
@@ -236,6 +238,7 @@ class ChunkStore:
     def add(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
         if len(chunks) != len(vectors):
             raise StoreError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+        self._size_hint = None
         size = self._max_batch()
         for start in range(0, len(chunks), size):
             batch = chunks[start : start + size]
@@ -251,49 +254,69 @@ class ChunkStore:
             self._collection.update(ids=[chunk.id for chunk in batch], metadatas=[_metadata(chunk) for chunk in batch])
 
     def delete(self, ids: Sequence[str]) -> None:
+        self._size_hint = None
         for batch in _batches(list(ids), self._max_batch()):
             self._collection.delete(ids=list(batch))
 
     def query(self, vector: np.ndarray, n: int, tags: Sequence[str] = (), sources: Sequence[str] = ()) -> list[Hit]:
         """The `n` nearest chunks carrying any of `tags` (and from `sources`), best first; score = cosine similarity.
 
-        Chroma's metadata filter costs far more than the vector search on large collections, so a filtered
-        search first over-fetches without the filter and filters here; only when that leaves fewer than `n`
-        matches does it ask Chroma to filter. Both paths return the same chunks.
+        On a large collection Chroma's metadata filter costs far more than the vector search (about 130 ms
+        against 10 ms at 100,000 chunks), so a filtered search there first over-fetches ids without the filter
+        and filters them here, widening once; only if that still leaves fewer than `n` matches does it ask
+        Chroma to filter. Every path returns the same chunks.
         """
-        total = self.count()
-        if total == 0 or n <= 0:
+        if n <= 0:
             return []
         where = where_filter(tags, sources)
-        if where is None:
-            return self._query(vector, min(n, total), None)
+        if where is None or self._size() < OVERFETCH_MIN_CHUNKS:
+            return self._hits(self._query(vector, n, where, with_text=True))
         wanted_tags, wanted_sources = set(tags), set(sources)
 
-        def allowed(hit: Hit) -> bool:
-            chunk = hit.chunk
-            return (not wanted_tags or bool(wanted_tags & set(chunk.tags))) and (
-                not wanted_sources or chunk.source in wanted_sources
+        def allowed(metadata: dict[str, Any]) -> bool:
+            return (not wanted_tags or bool(wanted_tags & set(metadata.get("tags") or ()))) and (
+                not wanted_sources or metadata["source"] in wanted_sources
             )
 
-        overfetch = min(total, OVERFETCH_FACTOR * n + 20)
-        matching = [hit for hit in self._query(vector, overfetch, None) if allowed(hit)]
-        if len(matching) >= n or overfetch == total:
-            return matching[:n]
-        return self._query(vector, min(n, total), where)
+        for factor in OVERFETCH_FACTORS:
+            asked = factor * n + 20
+            rows = self._query(vector, asked, None, with_text=False)
+            matching = [row for row in rows if allowed(row[2])][:n]
+            if len(matching) == n or len(rows) < asked:  # enough, or the whole collection was seen
+                texts = self._texts([row[0] for row in matching])
+                return self._hits(
+                    [(chunk_id, texts[chunk_id], metadata, distance) for chunk_id, _, metadata, distance in matching]
+                )
+        return self._hits(self._query(vector, n, where, with_text=True))
 
-    def _query(self, vector: np.ndarray, n: int, where: dict[str, Any] | None) -> list[Hit]:
+    def _size(self) -> int:
+        """The collection size as last seen by this process: it only chooses a search strategy."""
+        if self._size_hint is None:
+            self._size_hint = self.count()
+        return self._size_hint
+
+    def _texts(self, ids: Sequence[str]) -> dict[str, str]:
+        if not ids:
+            return {}
+        page = self._collection.get(ids=list(ids), include=["documents"])
+        return {chunk_id: text or "" for chunk_id, text in zip(page["ids"], page["documents"], strict=True)}
+
+    def _query(
+        self, vector: np.ndarray, n: int, where: dict[str, Any] | None, with_text: bool
+    ) -> list[tuple[str, str, dict[str, Any], float]]:
+        include = ["metadatas", "distances", *(["documents"] if with_text else [])]
         try:
             result = self._collection.query(
-                query_embeddings=[np.asarray(vector, dtype=np.float32)],
-                n_results=n,
-                where=where,
-                include=["metadatas", "documents", "distances"],
+                query_embeddings=[np.asarray(vector, dtype=np.float32)], n_results=n, where=where, include=include
             )
-        except Exception as error:  # e.g. fewer filtered matches than asked for on some Chroma versions
+        except Exception as error:
             raise StoreError(f"query on collection {self.name!r} at {self.location} failed: {error}") from error
-        rows = zip(
-            result["ids"][0], result["documents"][0], result["metadatas"][0], result["distances"][0], strict=True
-        )
+        ids = result["ids"][0]
+        texts = result["documents"][0] if with_text else [""] * len(ids)
+        return list(zip(ids, texts, result["metadatas"][0], result["distances"][0], strict=True))
+
+    @staticmethod
+    def _hits(rows: Sequence[tuple[str, str, dict[str, Any], float]]) -> list[Hit]:
         return [
             Hit(_chunk(chunk_id, text or "", metadata), 1.0 - float(distance))
             for chunk_id, text, metadata, distance in rows

@@ -101,6 +101,11 @@ def say(text: str = "") -> None:
     print(text, flush=True)
 
 
+def load_average() -> str:
+    """The 1-minute load average; well above 1 means something else competes for the CPUs (noisier timings)."""
+    return f"load {os.getloadavg()[0]:.2f}"
+
+
 def load_tasks(path: Path) -> list[Task]:
     tasks = []
     for line in path.read_text("utf-8").splitlines():
@@ -156,7 +161,7 @@ def budget_violations(settings: Settings, prompts: Sequence[tuple[Task, str | No
 
 
 def bench_ingest(pipeline: Pipeline, embedder: SentenceTransformerEmbedder, corpus: Path) -> dict[str, Any]:
-    say(f"[1] ingest {corpus} into a fresh store at {pipeline.settings.store_location}")
+    say(f"[1] ingest {corpus} into a fresh store at {pipeline.settings.store_location} ({load_average()})")
     began = time.perf_counter()
     report = pipeline.ingest([corpus])
     ingest_s = time.perf_counter() - began
@@ -188,7 +193,7 @@ def bench_ingest(pipeline: Pipeline, embedder: SentenceTransformerEmbedder, corp
         f" (target >= {INGEST_RATIO_TARGET}); without opening the store {inner_ratio:.3f}"
     )
 
-    say("[2] re-ingest with nothing changed")
+    say(f"[2] re-ingest with nothing changed ({load_average()})")
     began = time.perf_counter()
     again = pipeline.ingest([corpus])
     reingest_s = time.perf_counter() - began
@@ -220,7 +225,10 @@ def bench_ingest(pipeline: Pipeline, embedder: SentenceTransformerEmbedder, corp
 
 
 def bench_sample_compose(pipeline: Pipeline, tasks: Sequence[Task]) -> dict[str, Any]:
-    say(f"[3] compose {len(tasks)} tasks with their agents on the sample store ({pipeline.store.count()} chunks)")
+    say(
+        f"[3] compose {len(tasks)} tasks with their agents on the sample store ({pipeline.store.count()} chunks,"
+        f" {load_average()})"
+    )
     for text in WARM_UP_TEXTS:
         pipeline.compose(text)
     first, prompts = time_compose(pipeline, tasks, lambda task: task.agent)
@@ -310,7 +318,10 @@ def bench_synthetic(
         say(f"[4] synthetic store of {size:,} chunks ({len(real)} real + random-vector fillers) at {location}")
         store, build_s = build_synthetic_store(location, size, embedder, real, real_vectors)
         count = store.count()
-        say(f"    built in {build_s:.1f} s ({count / build_s:,.0f} chunks/s); store.count() = {count:,}")
+        say(
+            f"    built in {build_s:.1f} s ({count / build_s:,.0f} chunks/s);"
+            f" store.count() = {count:,} ({load_average()})"
+        )
         settings = load_settings(config, store=str(location), collection="synthetic")
         pipeline = Pipeline(settings, embedder=embedder, store=store)
         pipeline.compose(WARM_UP_TEXTS[0])
@@ -321,7 +332,7 @@ def bench_synthetic(
             cached, cached_prompts = time_compose(pipeline, tasks, always(agent))
             problems = budget_violations(pipeline.settings, prompts + cached_prompts)
             say(
-                f"    {label:<32} first-time p50 {first.p50:6.1f} ms p95 {first.p95:6.1f} ms |"
+                f"    {label:<32} ({load_average()}) first-time p50 {first.p50:6.1f} ms p95 {first.p95:6.1f} ms |"
                 f" cached p50 {cached.p50:6.1f} ms p95 {cached.p95:6.1f} ms | over budget: {len(problems)}"
             )
             entry[agent or "default"] = {

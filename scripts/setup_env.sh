@@ -10,5 +10,5 @@ python="${PYTHON:-python3}"
 if ls /opt/wheels/torch-*+cpu-*.whl >/dev/null 2>&1; then
     "$venv/bin/python" -m pip install --quiet "torch==$(ls /opt/wheels/torch-*+cpu-*.whl | head -n1 | sed -E 's/.*torch-([0-9.]+)\+cpu.*/\1/')"
 fi
-"$venv/bin/python" -m pip install --quiet -e ".[dev]"
+"$venv/bin/python" -m pip install --quiet -e ".[dev,onnx]"
 echo "set up $venv"

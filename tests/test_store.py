@@ -9,6 +9,7 @@ import pytest
 from chromadb.config import Settings
 
 from rag_prompts import StoreError, open_store
+from rag_prompts import store as store_module
 from rag_prompts.store import where_filter
 
 
@@ -35,7 +36,7 @@ def test_where_filter_shapes() -> None:
     }
 
 
-def test_filtered_query_matches_chromas_own_filter(tmp_path: Path) -> None:
+def test_filtered_query_matches_chromas_own_filter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The client-side filter over an unfiltered over-fetch returns exactly what Chroma's `where` returns."""
     import numpy as np
 
@@ -50,9 +51,11 @@ def test_filtered_query_matches_chromas_own_filter(tmp_path: Path) -> None:
     ]
     store = open_store(str(tmp_path), "filtered", "m", 8)
     store.add(chunks, vectors)
+    monkeypatch.setattr(store_module, "OVERFETCH_MIN_CHUNKS", 0)  # take the over-fetch path on this small store
     for query in rng.standard_normal((20, 8)).astype(np.float32):
         for wanted_tags, wanted_sources in [(["claims"], []), (["people"], []), (["it", "claims"], ["doc3.md"])]:
             ours = store.query(query, 10, wanted_tags, wanted_sources)
-            exact = store._query(query, 10, where_filter(wanted_tags, wanted_sources))
-            assert [hit.chunk.id for hit in ours] == [hit.chunk.id for hit in exact]
+            exact = store._query(query, 10, where_filter(wanted_tags, wanted_sources), with_text=True)
+            assert [hit.chunk.id for hit in ours] == [row[0] for row in exact]
+            assert [hit.chunk.text for hit in ours] == ["x"] * len(ours)
             assert all(set(wanted_tags) & set(hit.chunk.tags) for hit in ours)

@@ -1,0 +1,37 @@
+"""The embedder: normalised vectors, and the onnxruntime query path agreeing with torch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rag_prompts import EmbeddingError, SentenceTransformerEmbedder
+
+TEXTS = [
+    "Who approves a claim payment of $42,000?",
+    "How long are call recordings kept under the retention schedule?",
+    "Report a lost laptop",
+]
+
+
+def test_vectors_are_normalised_and_of_the_model_dimension(embedder: SentenceTransformerEmbedder) -> None:
+    vectors = embedder.embed(TEXTS)
+    assert vectors.shape == (3, embedder.dimension) == (3, 384) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_default_query_path_is_onnx_on_cpu_and_matches_torch(embedder: SentenceTransformerEmbedder) -> None:
+    assert embedder.query_backend == "onnx"  # the [onnx] extra is installed by the project's set-up
+    queries = np.vstack([embedder.embed_query(text + " (fresh)") for text in TEXTS])
+    assert np.abs(queries - embedder.embed([text + " (fresh)" for text in TEXTS])).max() < 1e-5
+
+
+def test_torch_backend_and_invalid_backend() -> None:
+    assert SentenceTransformerEmbedder(backend="torch").query_backend == "torch"
+    with pytest.raises(EmbeddingError, match="embedding_backend must be 'auto', 'onnx' or 'torch'"):
+        SentenceTransformerEmbedder(backend="tensorrt")
+
+
+def test_unknown_model_is_a_clear_error() -> None:
+    with pytest.raises(EmbeddingError, match="cannot load embedding model '/no/such/model'"):
+        SentenceTransformerEmbedder("/no/such/model")
