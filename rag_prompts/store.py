@@ -22,7 +22,7 @@ from .records import Chunk, Hit
 SCHEMA_VERSION = 1
 _PAGE = 5000
 OVERFETCH_MIN_CHUNKS = 20_000  # below this, Chroma's own filter is the faster way to search with one
-OVERFETCH_FACTORS = (4, 32)  # unfiltered candidates per wanted hit, before falling back to Chroma's filter
+OVERFETCH_FACTORS = (2, 8, 32)  # unfiltered candidates per wanted hit, before falling back to Chroma's filter
 
 
 @dataclass
