@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +19,7 @@ ENV_PREFIX = "RAG_PROMPTS_"
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 
 
+@cache
 def packaged_prompt(name: str) -> str:
     """A prompt template shipped with the package (`rag_prompts/prompts/NAME.txt`)."""
     return resources.files("rag_prompts").joinpath("prompts", f"{name}.txt").read_text("utf-8").strip()
