@@ -108,3 +108,37 @@ def test_neutralise_keeps_length_so_offsets_stay_valid() -> None:
     cleaned = neutralise(text)
     assert len(cleaned) == len(text)
     assert "<|" not in cleaned and "[INST]" not in cleaned and "</policy" not in cleaned
+
+
+_document_text = st.lists(
+    st.one_of(_hostile, st.text(max_size=60), st.sampled_from(["\n\n## Limits\n\n", "\n\n### Deadlines\n\n", ". "])),
+    max_size=300,
+).map("".join)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    texts=st.lists(_document_text, min_size=1, max_size=4),
+    chunk_tokens=st.integers(min_value=16, max_value=300),
+    budget=st.integers(min_value=20, max_value=3000),
+    k=st.integers(min_value=1, max_value=20),
+)
+def test_property_random_documents_chunked_and_composed_stay_within_budget(
+    counter: TokenCounter, texts: list[str], chunk_tokens: int, budget: int, k: int
+) -> None:
+    from rag_prompts import Document, chunk_document
+    from rag_prompts.records import Heading
+
+    hits = []
+    for number, text in enumerate(texts):
+        headings = tuple(
+            Heading(2, "Limits", index + 2, index + 13)
+            for index in range(len(text))
+            if text.startswith("\n\n## Limits\n\n", index)
+        )
+        document = Document(f"doc{number}.md", "/", f"Doc {number}", text, headings)
+        hits += [Hit(chunk, 0.9 - len(hits) / 1000) for chunk in chunk_document(document, counter, chunk_tokens, "h")]
+    prompt = compose_message("You are a claims assistant.", hits, k=k, budget=budget, counter=counter)
+    assert prompt.tokens == counter.count(prompt.system_message) <= budget
+    assert len(prompt.chunks) == min(k, len(prompt.chunks)) and len(prompt.chunks) + len(prompt.dropped) == len(hits)
+    assert "<|endoftext|>" not in prompt.system_message and "<|im_start|>" not in prompt.system_message

@@ -69,11 +69,14 @@ def test_agents_only_see_chunks_with_their_tags(tasks: list[dict[str, Any]], cor
 
 
 def test_compose_reports_chunk_offsets_into_the_document(corpus_pipeline: Pipeline) -> None:
+    from rag_prompts import load_document
+    from rag_prompts.compose import neutralise
+
     prompt = corpus_pipeline.compose("How long are call recordings kept?", agent="compliance_reviewer")
     root = corpus_pipeline.settings.corpus_paths[0]
+    assert any(chunk.source.endswith(".html") for chunk in prompt.chunks)  # the retention schedule is HTML
     for chunk in prompt.chunks:
-        text = (root / chunk.source).read_text("utf-8")
-        html = chunk.source.endswith(".html")
-        excerpt = text[chunk.start : chunk.end]
-        assert html or excerpt in prompt.system_message
+        text = load_document(root / chunk.source, root).text  # for .md/.txt this is the file's own text
+        assert 0 <= chunk.start < chunk.end <= len(text)
+        assert neutralise(text[chunk.start : chunk.end]) in prompt.system_message
     assert {"id", "source", "section", "start", "end", "score", "tokens"} <= set(vars(prompt.chunks[0]))

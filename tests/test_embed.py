@@ -35,3 +35,11 @@ def test_torch_backend_and_invalid_backend() -> None:
 def test_unknown_model_is_a_clear_error() -> None:
     with pytest.raises(EmbeddingError, match="cannot load embedding model '/no/such/model'"):
         SentenceTransformerEmbedder("/no/such/model")
+
+
+def test_model_configured_by_folder_path_loads_and_agrees(embedder: SentenceTransformerEmbedder) -> None:
+    from rag_prompts.embed import bundled_model_path
+
+    by_path = SentenceTransformerEmbedder(bundled_model_path(), backend="torch")
+    assert by_path.name == bundled_model_path() and by_path.dimension == 384
+    assert np.abs(by_path.embed(TEXTS) - embedder.embed(TEXTS)).max() < 1e-5
