@@ -44,10 +44,10 @@ class ResolvedProfile(BaseModel):
 
     name: str
     base_message: str
-    k: int
-    budget: int
+    k: int = Field(ge=1, le=200)
+    budget: int = Field(ge=1)
     tags: tuple[str, ...]
-    model: str
+    model: str = Field(min_length=1)
 
 
 class Settings(BaseModel):
@@ -95,23 +95,36 @@ class Settings(BaseModel):
     def corpus_paths(self) -> list[Path]:
         return [self.resolve_path(path) for path in self.corpus]
 
-    def profile(self, agent: str | None = None) -> ResolvedProfile:
-        """The settings one agent composes with; `None` gives the top-level defaults."""
+    def profile(self, agent: str | None = None, **overrides: Any) -> ResolvedProfile:
+        """The settings one agent composes with; `None` gives the top-level defaults.
+
+        Keyword overrides (`base_message`, `k`, `budget`, `tags`, `model`) replace the profile's values where not
+        None; `tags=()` lifts the profile's tag filter."""
         if agent is None:
-            overrides = AgentProfile()
+            profile = AgentProfile()
         elif agent in self.agents:
-            overrides = self.agents[agent]
+            profile = self.agents[agent]
         else:
             known = ", ".join(sorted(self.agents)) or "none configured"
             raise ConfigError(f"unknown agent {agent!r}; known agents: {known} (add [agents.{agent}] to the config)")
-        return ResolvedProfile(
-            name=agent or "default",
-            base_message=overrides.base_message if overrides.base_message is not None else self.base_message,
-            k=overrides.k or self.k,
-            budget=overrides.budget or self.budget,
-            tags=overrides.tags,
-            model=overrides.model or self.model,
-        )
+        unknown = sorted(set(overrides) - set(AgentProfile.model_fields))
+        if unknown:
+            allowed = ", ".join(AgentProfile.model_fields)
+            raise ConfigError(f"unknown profile override(s) {', '.join(unknown)}; allowed: {allowed}")
+        values: dict[str, Any] = {
+            "name": agent or "default",
+            "base_message": profile.base_message if profile.base_message is not None else self.base_message,
+            "k": profile.k or self.k,
+            "budget": profile.budget or self.budget,
+            "tags": profile.tags,
+            "model": profile.model or self.model,
+        }
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        try:
+            return ResolvedProfile(**values)
+        except ValidationError as error:
+            where = f"agent {agent!r}" if agent else "default profile"
+            raise ConfigError(f"{where}: {_describe(error, {})}") from error
 
 
 _ENV_KEYS = {

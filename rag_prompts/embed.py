@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
@@ -75,6 +76,7 @@ class SentenceTransformerEmbedder:
         self.batch_size = batch_size
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._query_cache_size = query_cache_size
+        self._query_cache_lock = threading.Lock()
         self._query_encoder = self._onnx_query_encoder(backend, location)
 
     def _onnx_query_encoder(self, backend: str, location: str) -> Any:
@@ -129,15 +131,17 @@ class SentenceTransformerEmbedder:
 
     def embed_query(self, text: str) -> np.ndarray:
         """One query vector; recent queries are cached (agents recompose for the same task every turn)."""
-        cached = self._query_cache.get(text)
-        if cached is not None:
-            self._query_cache.move_to_end(text)
-            return cached
+        with self._query_cache_lock:  # agents may compose from worker threads
+            cached = self._query_cache.get(text)
+            if cached is not None:
+                self._query_cache.move_to_end(text)
+                return cached
         if self._query_encoder is not None:
             vector: np.ndarray = self._query_encoder.encode(text)
         else:
             vector = self.embed([text])[0]
-        self._query_cache[text] = vector
-        if len(self._query_cache) > self._query_cache_size:
-            self._query_cache.popitem(last=False)
+        with self._query_cache_lock:
+            self._query_cache[text] = vector
+            if len(self._query_cache) > self._query_cache_size:
+                self._query_cache.popitem(last=False)
         return vector

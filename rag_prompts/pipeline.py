@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from .compose import compose_message
-from .config import Settings, load_settings
+from .config import ResolvedProfile, Settings, load_settings
 from .embed import Embedder, SentenceTransformerEmbedder
 from .ingest import IngestReport, ProgressFn, ingest
 from .records import ComposedPrompt, Hit
@@ -34,6 +35,7 @@ class Pipeline:
         self.settings = settings or load_settings()
         self._embedder = embedder
         self._store = store
+        self._lock = threading.RLock()  # agents compose from worker threads; build the model and store once
 
     @classmethod
     def from_config(cls, path: str | Path | None = None, **overrides: Any) -> Pipeline:
@@ -41,25 +43,27 @@ class Pipeline:
 
     @property
     def embedder(self) -> Embedder:
-        if self._embedder is None:
-            self._embedder = SentenceTransformerEmbedder(
-                self.settings.embedding_model,
-                self.settings.embedding_device,
-                self.settings.embedding_batch_size,
-                backend=self.settings.embedding_backend,
-            )
-        return self._embedder
+        with self._lock:
+            if self._embedder is None:
+                self._embedder = SentenceTransformerEmbedder(
+                    self.settings.embedding_model,
+                    self.settings.embedding_device,
+                    self.settings.embedding_batch_size,
+                    backend=self.settings.embedding_backend,
+                )
+            return self._embedder
 
     @property
     def store(self) -> ChunkStore:
-        if self._store is None:
-            self._store = open_store(
-                self.settings.store_location,
-                self.settings.collection,
-                self.embedder.name,
-                self.embedder.dimension,
-            )
-        return self._store
+        with self._lock:
+            if self._store is None:
+                self._store = open_store(
+                    self.settings.store_location,
+                    self.settings.collection,
+                    self.embedder.name,
+                    self.embedder.dimension,
+                )
+            return self._store
 
     @property
     def counter(self) -> TokenCounter:
@@ -102,16 +106,23 @@ class Pipeline:
         sources: Sequence[str] = (),
     ) -> ComposedPrompt:
         """The system message for `task`: the agent's base message plus the chunks that fit its budget."""
-        profile = self.settings.profile(agent)
-        k = k or profile.k
-        hits = Retriever(self.store, self.embedder).search(
-            task, candidate_count(k), profile.tags if tags is None else tags, sources
+        profile = self.settings.profile(
+            agent, k=k, budget=budget, base_message=base_message, tags=None if tags is None else tuple(tags)
+        )
+        return self.compose_for(task, profile, sources)
+
+    def compose_for(self, task: str, profile: ResolvedProfile, sources: Sequence[str] = ()) -> ComposedPrompt:
+        """The system message for `task` under a resolved profile. A blank task gets the base message alone."""
+        hits = (
+            Retriever(self.store, self.embedder).search(task, candidate_count(profile.k), profile.tags, sources)
+            if task.strip()
+            else []
         )
         return compose_message(
-            profile.base_message if base_message is None else base_message,
+            profile.base_message,
             hits,
-            k=k,
-            budget=budget or profile.budget,
+            k=profile.k,
+            budget=profile.budget,
             counter=token_counter(profile.model),
             header=self.settings.header,
         )
