@@ -1,0 +1,57 @@
+"""The same agent factory for the classic AutoGen API (`from autogen import AssistantAgent`, the AG2 package).
+
+Install it with `pip install 'rag-prompts[classic]'`. AG2 is imported only when an agent is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .agents.prompter import TaskPrompter
+from .errors import ConfigError
+from .pipeline import Pipeline
+
+if TYPE_CHECKING:
+    from autogen import AssistantAgent
+
+
+def build_agent(
+    name: str,
+    llm_config: Any,
+    *,
+    pipeline: Pipeline | None = None,
+    config: str | Path | None = None,
+    base_message: str | None = None,
+    k: int | None = None,
+    budget: int | None = None,
+    tags: Sequence[str] | None = None,
+    model: str | None = None,
+    task: str | None = None,
+    **agent_kwargs: Any,
+) -> AssistantAgent:
+    """An AG2 `autogen.AssistantAgent` for the `[agents.NAME]` profile, its system message recomposed for the
+    latest user message before every reply (the same rules as `rag_prompts.build_agent`). `llm_config` is AG2's
+    (a dict or `autogen.LLMConfig`); other keywords go to `AssistantAgent`."""
+    try:
+        from .agents.ag2 import build_ag2_agent
+    except ImportError as error:
+        raise ConfigError(
+            "the classic AutoGen API needs AG2 0.x (`import autogen`): pip install 'rag-prompts[classic]'"
+        ) from error
+    prompter = TaskPrompter.for_agent(
+        name,
+        pipeline=pipeline,
+        config=config,
+        base_message=base_message,
+        k=k,
+        budget=budget,
+        tags=tags,
+        model=model,
+        task=task,
+    )
+    return build_ag2_agent(prompter, llm_config, **agent_kwargs)
+
+
+__all__ = ["build_agent"]
