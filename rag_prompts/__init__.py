@@ -24,6 +24,7 @@ from .records import Document as Document
 from .records import DroppedChunk as DroppedChunk
 from .records import Hit as Hit
 from .records import IncludedChunk as IncludedChunk
+from .records import ModelCall as ModelCall
 from .store import ChunkStore as ChunkStore
 from .store import open_store as open_store
 from .tokens import TokenCounter as TokenCounter
@@ -46,6 +47,7 @@ __all__ = [
     "IncludedChunk",
     "IngestReport",
     "LoadError",
+    "ModelCall",
     "Pipeline",
     "RagPromptsError",
     "SentenceTransformerEmbedder",

@@ -24,7 +24,7 @@ from autogen_core.models import (
 from autogen_ext.models.openai import OpenAIChatCompletionClient
 from autogen_ext.models.replay import ReplayChatCompletionClient
 
-from rag_prompts import ConfigError, Pipeline, TokenCounter, build_agent
+from rag_prompts import ConfigError, ModelCall, Pipeline, TokenCounter, build_agent
 
 from .agent_helpers import corpus_tags, sources_in
 
@@ -66,7 +66,8 @@ def test_every_call_sends_one_system_message_composed_for_the_latest_task(
     claims = tasks_of(tasks, "claims_triage")
     turns = [claims[0], claims[7], "Thanks. Summarise that in one line."]
     client = replay(["first answer", "second answer", "third answer"])
-    agent = build_agent("claims_triage", client, pipeline=corpus_pipeline)
+    records: list[ModelCall] = []
+    agent = build_agent("claims_triage", client, pipeline=corpus_pipeline, on_call=records.append)
 
     async def converse() -> None:
         for turn in turns:
@@ -83,6 +84,13 @@ def test_every_call_sends_one_system_message_composed_for_the_latest_task(
     assert messages[0] != messages[1]  # a different task gets its own chunks
     assert sources_in(messages[0]) and sources_in(messages[1])
     assert len(calls[2]) == 1 + 5  # system + 3 user turns + 2 replies: nothing piles up in the history
+    # on_call saw each payload before it was sent: 3 tokens per message + role + text, 3 to prime the reply
+    for record, call, message in zip(records, calls, messages, strict=True):
+        texts = [("system" if isinstance(m, SystemMessage) else m.type, str(m.content)) for m in call]
+        roles = {"UserMessage": "user", "AssistantMessage": "assistant"}
+        expected = 3 + sum(3 + counter.count(roles.get(role, role)) + counter.count(text) for role, text in texts)
+        assert (record.agent, record.messages, record.tokens) == ("claims_triage", len(call), expected)
+        assert record.prompt.system_message == message
 
 
 def test_profile_values_and_keyword_overrides(corpus_pipeline: Pipeline, counter: TokenCounter) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..pipeline import Pipeline
+from ..records import ModelCall
 from .prompter import TaskPrompter
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ def build_agent(
     tags: Sequence[str] | None = None,
     model: str | None = None,
     task: str | None = None,
+    on_call: Callable[[ModelCall], None] | None = None,
     **agent_kwargs: Any,
 ) -> AssistantAgent:
     """An AutoGen AgentChat `AssistantAgent` for the `[agents.NAME]` profile.
@@ -34,8 +36,8 @@ def build_agent(
     chunks composed for the latest user/task message within its budget. `task=` composes once and reuses the
     message. `base_message`, `k`, `budget`, `tags` and `model` override the profile (`model` names the encoding
     the budget is counted in). Other keywords go to `AssistantAgent` (tools, handoffs, description, ...); a
-    `model_context` given there keeps the history and is wrapped. `pipeline` defaults to one shared per `config`
-    (default: ./rag_prompts.toml).
+    `model_context` given there keeps the history and is wrapped. `on_call` is told, before every model call,
+    what is sent (a `ModelCall`). `pipeline` defaults to one shared per `config` (default: ./rag_prompts.toml).
     """
     from .agentchat import build_agentchat_agent
 
@@ -50,7 +52,7 @@ def build_agent(
         model=model,
         task=task,
     )
-    return build_agentchat_agent(prompter, model_client, **agent_kwargs)
+    return build_agentchat_agent(prompter, model_client, on_call, **agent_kwargs)
 
 
 __all__ = ["TaskPrompter", "build_agent"]

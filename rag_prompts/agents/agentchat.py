@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from autogen_agentchat.agents import AssistantAgent
@@ -19,8 +19,8 @@ from autogen_core.models import (
 )
 
 from ..errors import ConfigError
-from ..records import ComposedPrompt
-from ..tokens import TokenCounter
+from ..records import ComposedPrompt, ModelCall
+from ..tokens import TokenCounter, token_counter
 from .prompter import TaskPrompter
 
 logger = logging.getLogger("rag_prompts.agents")
@@ -44,10 +44,16 @@ class PolicyContext(ChatCompletionContext):
 
     System messages added by others (memories, handoffs) are dropped with a warning, so none pile up."""
 
-    def __init__(self, prompter: TaskPrompter, history: ChatCompletionContext | None = None) -> None:
+    def __init__(
+        self,
+        prompter: TaskPrompter,
+        history: ChatCompletionContext | None = None,
+        on_call: Callable[[ModelCall], None] | None = None,
+    ) -> None:
         super().__init__()
         self.prompter = prompter
         self.history = history if history is not None else UnboundedChatCompletionContext()
+        self.on_call = on_call  # told what is sent, before every model call
         self.task = ""  # the latest user/task message
 
     @property
@@ -70,7 +76,11 @@ class PolicyContext(ChatCompletionContext):
     async def get_messages(self) -> list[LLMMessage]:
         history = [message for message in await self.history.get_messages() if not isinstance(message, SystemMessage)]
         prompt = await asyncio.to_thread(self.prompter.prompt_for, self.task)  # retrieval must not block the loop
-        return [SystemMessage(content=prompt.system_message), *history]
+        messages: list[LLMMessage] = [SystemMessage(content=prompt.system_message), *history]
+        if self.on_call is not None:
+            tokens = payload_tokens(messages, token_counter(self.prompter.profile.model))
+            self.on_call(ModelCall(self.name, prompt, len(messages), tokens))
+        return messages
 
     async def clear(self) -> None:
         await self.history.clear()
@@ -86,7 +96,10 @@ class PolicyContext(ChatCompletionContext):
 
 
 def build_agentchat_agent(
-    prompter: TaskPrompter, model_client: ChatCompletionClient, **agent_kwargs: Any
+    prompter: TaskPrompter,
+    model_client: ChatCompletionClient,
+    on_call: Callable[[ModelCall], None] | None = None,
+    **agent_kwargs: Any,
 ) -> AssistantAgent:
     """An `AssistantAgent` named after the profile whose model context is a `PolicyContext`."""
     for key, why in _REFUSED.items():
@@ -98,7 +111,7 @@ def build_agentchat_agent(
         prompter.name,
         model_client,
         system_message=None,
-        model_context=PolicyContext(prompter, history),
+        model_context=PolicyContext(prompter, history, on_call),
         **agent_kwargs,
     )
 
