@@ -1,0 +1,227 @@
+#!/usr/bin/env python3
+"""Reproduce the prompt blow-up this project exists for: 100 turns of "Turn i: analyze this report..." against
+an AgentChat assistant whose policy knowledge comes from
+
+  (a) the whole corpus pasted into the system message,
+  (b) AutoGen's ChromaDBVectorMemory holding the same chunks, embedded with the same model, same k,
+  (c) a rag-prompts agent (`build_agent` machinery, the top-level profile: k and budget from rag_prompts.toml).
+
+Each agent's model is AutoGen's ReplayChatCompletionClient, which records exactly what the model would receive;
+tokens per call are counted with the configured model's encoding, message overhead included. It then replays (b)
+through AutoGen's real OpenAI client for a model that takes one system message (most non-OpenAI models behind
+OpenAI-compatible servers), with the HTTP layer mocked, to show where it fails.
+
+    python scripts/bench_turns.py [--turns 100] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from autogen_agentchat.agents import AssistantAgent
+from autogen_core.memory import MemoryContent, MemoryMimeType
+from autogen_core.models import ChatCompletionClient, LLMMessage, ModelInfo, SystemMessage
+from autogen_ext.memory.chromadb import (
+    ChromaDBVectorMemory,
+    PersistentChromaDBVectorMemoryConfig,
+    SentenceTransformerEmbeddingFunctionConfig,
+)
+from autogen_ext.models.replay import ReplayChatCompletionClient
+
+from rag_prompts import Pipeline, TokenCounter, load_document, token_counter
+from rag_prompts.agents import TaskPrompter
+from rag_prompts.agents.agentchat import build_agentchat_agent, payload_tokens
+from rag_prompts.embed import resolve_model
+
+ROOT = Path(__file__).resolve().parent.parent
+SINGLE_SYSTEM_MESSAGE = ModelInfo(
+    vision=False, function_calling=False, json_output=False, family="unknown", structured_output=False,
+    multiple_system_messages=False,
+)  # fmt: skip
+
+
+def turn_messages(count: int, tasks_file: Path) -> list[str]:
+    reports = [json.loads(line)["task"] for line in tasks_file.read_text("utf-8").splitlines() if line.strip()]
+    return [
+        f"Turn {i}: analyze this report and list the policy rules that apply. Report: {reports[i % len(reports)]}"
+        for i in range(1, count + 1)
+    ]
+
+
+def replay(turns: int) -> ReplayChatCompletionClient:
+    return ReplayChatCompletionClient([f"Report {i} analysed." for i in range(1, turns + 1)])
+
+
+async def converse(agent: AssistantAgent, turns: Sequence[str]) -> None:
+    for turn in turns:
+        await agent.run(task=turn)
+
+
+def whole_corpus_agent(pipeline: Pipeline, client: ChatCompletionClient) -> AssistantAgent:
+    corpus = pipeline.settings.corpus_paths[0]
+    texts = [
+        load_document(path, corpus).text
+        for path in sorted(corpus.rglob("*"))
+        if path.suffix in {".md", ".txt", ".html"}
+    ]
+    system = pipeline.settings.base_message + "\n\n# Policies\n\n" + "\n\n".join(texts)
+    return AssistantAgent("whole_corpus", client, system_message=system)
+
+
+async def vector_memory(pipeline: Pipeline, folder: str, k: int) -> ChromaDBVectorMemory:
+    """AutoGen's ChromaDBVectorMemory holding every chunk of our store, embedded by the same model."""
+    memory = ChromaDBVectorMemory(
+        PersistentChromaDBVectorMemoryConfig(
+            collection_name="bench_turns",
+            persistence_path=folder,
+            k=k,
+            embedding_function_config=SentenceTransformerEmbeddingFunctionConfig(
+                model_name=resolve_model(pipeline.settings.embedding_model)
+            ),
+        )
+    )
+    documents = pipeline.store.documents()
+    ids = [chunk_id for entry in documents.values() for chunk_id in entry.chunk_ids]
+    for chunk in pipeline.store.chunks(ids):
+        metadata = {"source": chunk.source, "section": chunk.section}
+        await memory.add(MemoryContent(content=chunk.text, mime_type=MemoryMimeType.TEXT, metadata=metadata))
+    return memory
+
+
+def summary(calls: list[list[LLMMessage]], counter: TokenCounter) -> dict[str, Any]:
+    tokens = [payload_tokens(messages, counter) for messages in calls]
+    systems = [sum(isinstance(message, SystemMessage) for message in messages) for messages in calls]
+    return {
+        "calls": len(tokens),
+        "first": tokens[0],
+        "mean": round(statistics.fmean(tokens)),
+        "max": max(tokens),
+        "last": tokens[-1],
+        "system_messages_last_call": systems[-1],
+        "tokens": tokens,
+    }
+
+
+async def single_system_message_failure(pipeline: Pipeline, memory: ChromaDBVectorMemory, turns: list[str]) -> str:
+    """Run (b) through AutoGen's OpenAI client for a one-system-message model; the HTTP server is a mock."""
+    try:
+        import httpx
+        from autogen_ext.models.openai import OpenAIChatCompletionClient
+    except ImportError:
+        return "skipped: pip install 'rag-prompts[openai]'"
+
+    def server(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "Analysed."}}
+        usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+        completion = {"id": "c", "object": "chat.completion", "created": 0, "model": body["model"]}
+        return httpx.Response(200, json={**completion, "choices": [choice], "usage": usage})
+
+    client = OpenAIChatCompletionClient(
+        model="local-model",
+        base_url="http://127.0.0.1:9/v1",
+        api_key="unused",
+        model_info=SINGLE_SYSTEM_MESSAGE,
+        http_client=httpx.AsyncClient(transport=httpx.MockTransport(server)),
+    )
+    agent = AssistantAgent("vector_memory", client, system_message=pipeline.settings.base_message, memory=[memory])
+    for number, turn in enumerate(turns, 1):
+        try:
+            await agent.run(task=turn)
+        except ValueError as error:
+            return f"fails at turn {number}: ValueError: {error}"
+    return f"no error in {len(turns)} turns"
+
+
+async def bench(args: argparse.Namespace) -> dict[str, Any]:
+    pipeline = Pipeline.from_config(args.config)
+    pipeline.ingest()
+    profile = pipeline.settings.profile(None)
+    counter = token_counter(profile.model)
+    turns = turn_messages(args.turns, Path(args.tasks))
+    results: dict[str, Any] = {"turns": len(turns), "k": profile.k, "budget": profile.budget}
+
+    client = replay(len(turns))
+    started = time.perf_counter()
+    await converse(whole_corpus_agent(pipeline, client), turns)
+    results["whole_corpus"] = summary([list(call["messages"]) for call in client.create_calls], counter)
+    results["whole_corpus"]["seconds"] = round(time.perf_counter() - started, 1)
+
+    with tempfile.TemporaryDirectory() as folder:
+        memory = await vector_memory(pipeline, folder, profile.k)
+        client = replay(len(turns))
+        started = time.perf_counter()
+        memory_agent = AssistantAgent(
+            "vector_memory", client, system_message=pipeline.settings.base_message, memory=[memory]
+        )
+        await converse(memory_agent, turns)
+        results["vector_memory"] = summary([list(call["messages"]) for call in client.create_calls], counter)
+        results["vector_memory"]["seconds"] = round(time.perf_counter() - started, 1)
+        results["vector_memory_one_system_message_model"] = await single_system_message_failure(
+            pipeline, memory, turns[:5]
+        )
+        await memory.close()
+
+    client = replay(len(turns))
+    started = time.perf_counter()
+    ours = build_agentchat_agent(TaskPrompter(pipeline, profile), client)
+    await converse(ours, turns)
+    calls = [list(call["messages"]) for call in client.create_calls]
+    results["rag_prompts"] = summary(calls, counter)
+    results["rag_prompts"]["seconds"] = round(time.perf_counter() - started, 1)
+    system_tokens = [counter.count(str(messages[0].content)) for messages in calls]
+    history_tokens = [payload_tokens(messages[1:], counter) for messages in calls]
+    results["rag_prompts"]["max_system_tokens"] = max(system_tokens)
+    results["rag_prompts"]["within_budget_plus_history"] = all(
+        system <= profile.budget and total <= profile.budget + history + 3 + counter.count("system") + 3
+        for system, history, total in zip(system_tokens, history_tokens, results["rag_prompts"]["tokens"], strict=True)
+    )
+    results["rag_prompts"]["history_tokens_last_call"] = history_tokens[-1]
+    return results
+
+
+def report(results: dict[str, Any]) -> None:
+    print(f"\n{results['turns']} turns, k={results['k']}, budget={results['budget']} tokens; tokens sent per call:")
+    print(f"  {'prompt source':<28} {'first':>7} {'mean':>7} {'max':>7} {'last':>7}  system msgs (last call)")
+    for key, label in (
+        ("whole_corpus", "(a) whole corpus in system"),
+        ("vector_memory", "(b) ChromaDBVectorMemory"),
+        ("rag_prompts", "(c) rag-prompts agent"),
+    ):
+        row = results[key]
+        print(
+            f"  {label:<28} {row['first']:>7} {row['mean']:>7} {row['max']:>7} {row['last']:>7}"
+            f"  {row['system_messages_last_call']}"
+        )
+    ours = results["rag_prompts"]
+    print(
+        f"\n(c) system message at most {ours['max_system_tokens']}/{results['budget']} tokens on every call; the rest"
+        f" is the history the agent keeps ({ours['history_tokens_last_call']} tokens on the last call)."
+        f" Within budget + history on every call: {ours['within_budget_plus_history']}"
+    )
+    print(f"(b) on a model that takes one system message: {results['vector_memory_one_system_message_model']}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=str(ROOT / "rag_prompts.toml"))
+    parser.add_argument("--tasks", default=str(ROOT / "corpus" / "tasks.jsonl"))
+    parser.add_argument("--turns", type=int, default=100)
+    parser.add_argument("--json", help="also write the figures (with every call's token count) to this file")
+    args = parser.parse_args()
+    results = asyncio.run(bench(args))
+    report(results)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
