@@ -6,9 +6,9 @@ This module knows nothing about AutoGen; the adapters in this package ask it for
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from ..config import ResolvedProfile, load_settings
 from ..pipeline import Pipeline
@@ -41,24 +41,13 @@ class TaskPrompter:
         *,
         pipeline: Pipeline | None = None,
         config: str | Path | None = None,
-        base_message: str | None = None,
-        k: int | None = None,
-        budget: int | None = None,
-        tags: Sequence[str] | None = None,
-        model: str | None = None,
         task: str | None = None,
+        **overrides: Any,
     ) -> TaskPrompter:
-        """The prompter for the `[agents.NAME]` profile, with keyword overrides (None keeps the profile's value)."""
+        """The prompter for the `[agents.NAME]` profile. `overrides` (`base_message`, `k`, `budget`, `tags`,
+        `model`) replace the profile's values where not None."""
         pipeline = pipeline or shared_pipeline(None if config is None else str(Path(config).resolve()))
-        profile = pipeline.settings.profile(
-            name,
-            base_message=base_message,
-            k=k,
-            budget=budget,
-            tags=None if tags is None else tuple(tags),
-            model=model,
-        )
-        return cls(pipeline, profile, task=task)
+        return cls(pipeline, pipeline.settings.profile(name, **overrides), task=task)
 
     @property
     def name(self) -> str:
