@@ -61,3 +61,14 @@ def test_unknown_agent_lists_known_ones() -> None:
 def test_missing_explicit_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config file not found"):
         load_settings(tmp_path / "nope.toml", environ={})
+
+
+def test_profile_overrides_are_validated() -> None:
+    settings = load_settings(CONFIG, environ={})
+    profile = settings.profile("claims_triage", k=2, budget=700, tags=[], model=None)
+    assert (profile.k, profile.budget, profile.tags, profile.model) == (2, 700, (), "gpt-4")
+    assert settings.profile("claims_triage").tags == ("claims",)
+    with pytest.raises(ConfigError, match="agent 'claims_triage': k: Input should be less than or equal to 200"):
+        settings.profile("claims_triage", k=500)
+    with pytest.raises(ConfigError, match="unknown profile override.*top_k"):
+        settings.profile("claims_triage", top_k=3)
