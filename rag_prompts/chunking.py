@@ -127,6 +127,7 @@ def chunk_document(document: Document, counter: TokenCounter, max_tokens: int, d
                     content_hash=content_hash,
                     doc_hash=doc_hash,
                     tags=document.tags,
+                    ordinal=len(chunks),
                 )
             )
     return chunks

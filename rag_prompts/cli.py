@@ -7,9 +7,13 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
-from .errors import RagPromptsError
+from .config import load_settings
+from .dataset import doc_id_of, load_dataset, read_queries
+from .errors import ConfigError, RagPromptsError
+from .evaluate import DEFAULT_BUDGETS, evaluate, plot
 from .pipeline import Pipeline
 
 
@@ -93,6 +97,11 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_compose(args: argparse.Namespace) -> int:
+    if args.batch:
+        return _compose_batch(args)
+    if args.task is None:
+        print("rag-prompts: error: give a TASK or --batch QUERIES.jsonl", file=sys.stderr)
+        return 2
     prompt = _pipeline(args).compose(args.task, agent=args.agent, k=args.k, budget=args.budget)
     if args.json:
         _print_json(
@@ -114,6 +123,61 @@ def cmd_compose(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compose_batch(args: argparse.Namespace) -> int:
+    """One JSON line per query: the message and, per chunk, its document id and character offsets."""
+    pipeline = _pipeline(args)
+    sources: dict[str, list[str]] = {}
+    for source in pipeline.store.documents():
+        sources.setdefault(doc_id_of(source), []).append(source)
+    for query in read_queries(Path(args.batch)):
+        restrict = sources.get(query.doc_id, [f"{query.doc_id}.missing"]) if query.doc_id else []
+        profile = pipeline.settings.profile(args.agent, k=args.k, budget=args.budget)
+        prompt = pipeline.compose_for(query.query, profile, restrict)
+        chunks = [
+            {"doc_id": doc_id_of(c.source), "source": c.source, "section": c.section, "start": c.start,
+             "end": c.end, "score": c.score}
+            for c in prompt.chunks
+        ]  # fmt: skip
+        line = {"qid": query.qid, "system_message": prompt.system_message, "tokens": prompt.tokens, "chunks": chunks}
+        print(json.dumps(line, ensure_ascii=False), flush=True)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    dataset = load_dataset(args.dataset)
+    settings = load_settings(args.config, collection=f"eval-{_slug(dataset.name)}")
+    budgets = _budgets(args.budgets)
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if sys.stderr.isatty():
+            print(f"\r{stage}: {done}/{total} queries", end="" if done < total else "\n", file=sys.stderr)
+
+    report = evaluate(dataset, Pipeline(settings), budgets, baselines=not args.no_baselines,
+                      base_message=args.base_message, progress=progress)  # fmt: skip
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.as_dict(), indent=2), encoding="utf-8")
+    if args.plot:
+        plot(report, args.plot)
+    print(f"{report.dataset}: {report.queries} queries; {json.dumps(report.settings)}")
+    print(_table(report.rows(), report.HEADERS))
+    return 0
+
+
+def _slug(name: str) -> str:
+    slug = "".join(c if c.isalnum() or c in "-_" else "-" for c in name).strip("-_")[:48] or "dataset"
+    return slug if slug[-1].isalnum() else slug + "0"
+
+
+def _budgets(text: str) -> list[int]:
+    try:
+        budgets = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError as error:
+        raise ConfigError(f"--budgets: expected comma-separated token counts, got {text!r}") from error
+    if not budgets or min(budgets) < 1:
+        raise ConfigError(f"--budgets: expected positive token counts, got {text!r}")
+    return budgets
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
     stats = _pipeline(args).stats()
     if args.json:
@@ -127,10 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rag-prompts", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    def command(name: str, handler: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
+    def command(
+        name: str, handler: Callable[[argparse.Namespace], int], help_text: str, json_flag: bool = True
+    ) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.add_argument("--config", metavar="FILE", help="settings file (default: ./rag_prompts.toml if present)")
-        sub.add_argument("--json", action="store_true", help="print machine-readable JSON")
+        if json_flag:
+            sub.add_argument("--json", action="store_true", help="print machine-readable JSON")
         sub.set_defaults(handler=handler)
         return sub
 
@@ -141,11 +208,21 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--k", type=int, help="how many chunks")
     search.add_argument("--agent", help="restrict to this agent's tags")
     compose = command("compose", cmd_compose, "print the system message composed for a task")
-    compose.add_argument("task")
+    compose.add_argument("task", nargs="?")
+    compose.add_argument("--batch", metavar="QUERIES.jsonl", help="compose for every query; one JSON line each")
     compose.add_argument("--agent", help="agent profile from the config")
     compose.add_argument("--k", type=int, help="at most this many chunks")
     compose.add_argument("--budget", type=int, help="token budget for the whole message")
     command("stats", cmd_stats, "show documents, chunks and tokens in the store")
+    evaluation = command(
+        "eval", cmd_eval, "score retrieval on a labelled dataset (docs/ + queries.jsonl)", json_flag=False
+    )
+    evaluation.add_argument("dataset", metavar="DATASET_DIR")
+    evaluation.add_argument("--budgets", default=",".join(map(str, DEFAULT_BUDGETS)), help="comma-separated")
+    evaluation.add_argument("--json", metavar="FILE", help="also write the full report as JSON to FILE")
+    evaluation.add_argument("--plot", metavar="FILE.png", help="plot recall and hit against budget")
+    evaluation.add_argument("--base-message", help="the base message every method starts with")
+    evaluation.add_argument("--no-baselines", action="store_true", help="score rag-prompts only")
     return parser
 
 

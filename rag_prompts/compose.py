@@ -16,6 +16,7 @@ from .records import ComposedPrompt, DroppedChunk, Hit, IncludedChunk
 from .tokens import TokenCounter
 
 BLOCK_SEPARATOR = "\n\n"
+GAP = "\n[…]\n"  # between non-adjacent chunks of one section in a merged block
 
 # Chat-template control sequences that must not reach a model verbatim from retrieved text.
 _CONTROL = re.compile(
@@ -36,13 +37,6 @@ def _attribute(value: str) -> str:
     return neutralise(value).replace('"', "'").replace("\n", " ")
 
 
-def render_block(hit: Hit, template: str) -> str:
-    chunk = hit.chunk
-    return template.format(
-        source=_attribute(chunk.source), section=_attribute(chunk.section), text=neutralise(chunk.text)
-    )
-
-
 def compose_message(
     base_message: str,
     hits: Sequence[Hit],
@@ -52,8 +46,13 @@ def compose_message(
     counter: TokenCounter,
     header: str | None = None,
     block_template: str | None = None,
+    merge: bool = True,
 ) -> ComposedPrompt:
-    """Pack up to `k` of `hits` (best first) after `base_message` within `budget` tokens."""
+    """Pack up to `k` of `hits` (best first) after `base_message` within `budget` tokens.
+
+    With `merge`, chunks of one section share one labelled block (its label is paid once): they appear in document
+    order, adjacent chunks joined by a line break and gaps marked with `[…]`. Blocks come in order of their best
+    chunk. Without it, every chunk gets its own block."""
     header = packaged_prompt("header") if header is None else header
     template = packaged_prompt("chunk") if block_template is None else block_template
     base = base_message.strip()
@@ -65,39 +64,69 @@ def compose_message(
         )
     header_part = BLOCK_SEPARATOR + header.strip()
     header_cost = counter.count(header_part)
-    parts: list[str] = [base]
-    included: list[tuple[Hit, str, int]] = []
+    gap_cost = counter.count(GAP)
+    included: list[tuple[Hit, int]] = []
     dropped: list[DroppedChunk] = []
+    groups: set[tuple[str, str]] = set()
     for hit in hits:
         if len(included) >= k:
             dropped.append(_dropped(hit, 0, f"k={k} chunks already included"))
             continue
-        block = BLOCK_SEPARATOR + render_block(hit, template)
-        cost = counter.count(block) + (0 if included else header_cost)
+        key = (hit.chunk.source, hit.chunk.section)
+        if merge and key in groups:  # joins a block already paid for: its text and a separator at most
+            cost = gap_cost + counter.count(neutralise(hit.chunk.text))
+        else:
+            cost = counter.count(BLOCK_SEPARATOR + render_block([hit], template)) + (0 if included else header_cost)
         if used + cost > budget:
             dropped.append(_dropped(hit, cost, f"does not fit: needs {cost} tokens, {budget - used} left"))
             continue
-        included.append((hit, block, cost))
+        included.append((hit, cost))
+        groups.add(key)
         used += cost
-    message, tokens = _assemble(parts, header_part, included, counter)
+    message, tokens = _assemble(base, header_part, included, template, merge, counter)
     while tokens > budget and included:  # the whole differs from the sum of its parts: trim, recount
-        hit, _, cost = included.pop()
+        hit, cost = included.pop()
         dropped.append(_dropped(hit, cost, "trimmed: the whole message exceeded the budget"))
-        message, tokens = _assemble(parts, header_part, included, counter)
+        message, tokens = _assemble(base, header_part, included, template, merge, counter)
     return ComposedPrompt(
         system_message=message,
         tokens=tokens,
         budget=budget,
         encoding=counter.encoding_name,
-        chunks=tuple(_included(hit, cost) for hit, _, cost in included),
+        chunks=tuple(_included(hit, cost) for hit, cost in included),
         dropped=tuple(dropped),
     )
 
 
+def render_block(hits: Sequence[Hit], template: str) -> str:
+    """One labelled block for chunks of one section, in document order; adjacent ones joined, gaps marked."""
+    ordered = sorted(hits, key=lambda hit: hit.chunk.start)
+    parts: list[str] = []
+    for index, hit in enumerate(ordered):
+        if index:
+            previous = ordered[index - 1].chunk
+            adjacent = previous.ordinal >= 0 and hit.chunk.ordinal == previous.ordinal + 1
+            parts.append("\n" if adjacent else GAP)
+        parts.append(neutralise(hit.chunk.text))
+    chunk = ordered[0].chunk
+    return template.format(source=_attribute(chunk.source), section=_attribute(chunk.section), text="".join(parts))
+
+
 def _assemble(
-    parts: list[str], header_part: str, included: list[tuple[Hit, str, int]], counter: TokenCounter
+    base: str,
+    header_part: str,
+    included: list[tuple[Hit, int]],
+    template: str,
+    merge: bool,
+    counter: TokenCounter,
 ) -> tuple[str, int]:
-    message = "".join(parts + ([header_part] + [block for _, block, _ in included] if included else []))
+    if not included:
+        return base, counter.count(base)
+    blocks: dict[tuple[str, ...], list[Hit]] = {}
+    for hit, _ in included:
+        key = (hit.chunk.source, hit.chunk.section) if merge else (hit.chunk.id,)
+        blocks.setdefault(key, []).append(hit)
+    message = base + header_part + "".join(BLOCK_SEPARATOR + render_block(group, template) for group in blocks.values())
     return message, counter.count(message)
 
 

@@ -63,6 +63,7 @@ class Settings(BaseModel):
     embedding_batch_size: int = Field(default=64, ge=1, le=4096)
     embedding_backend: Literal["auto", "onnx", "torch"] = "auto"
     chunk_tokens: int = Field(default=300, ge=16, le=8192)
+    merge_sections: bool = True
     model: str = "gpt-4"
     k: int = Field(default=6, ge=1, le=200)
     budget: int = Field(default=1500, ge=1)
@@ -136,6 +137,7 @@ _ENV_KEYS = {
     "embedding_batch_size": "EMBEDDING_BATCH_SIZE",
     "embedding_backend": "EMBEDDING_BACKEND",
     "chunk_tokens": "CHUNK_TOKENS",
+    "merge_sections": "MERGE_SECTIONS",
     "model": "MODEL",
     "k": "K",
     "budget": "BUDGET",

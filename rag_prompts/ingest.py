@@ -23,7 +23,7 @@ from .records import Chunk
 from .store import ChunkStore, StoredDocument
 from .tokens import TokenCounter
 
-CHUNKER_VERSION = 1
+CHUNKER_VERSION = 2  # 2: chunks record their ordinal
 EMBED_BATCH = 256
 
 ProgressFn = Callable[[str, int, int], None]

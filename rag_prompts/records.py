@@ -44,6 +44,7 @@ class Chunk:
     content_hash: str
     doc_hash: str
     tags: tuple[str, ...] = ()
+    ordinal: int = -1  # position among the document's chunks; -1 when unknown (stored by an older version)
 
     @property
     def embedding_text(self) -> str:

@@ -111,6 +111,7 @@ def _metadata(chunk: Chunk) -> dict[str, Any]:
         "section": chunk.section,
         "start": chunk.start,
         "end": chunk.end,
+        "ordinal": chunk.ordinal,
         "tokens": chunk.tokens,
         "content_hash": chunk.content_hash,
         "doc_hash": chunk.doc_hash,
@@ -134,6 +135,7 @@ def _chunk(chunk_id: str, text: str, metadata: dict[str, Any]) -> Chunk:
         content_hash=str(metadata.get("content_hash", "")),
         doc_hash=str(metadata.get("doc_hash", "")),
         tags=tuple(metadata.get("tags") or ()),
+        ordinal=int(metadata.get("ordinal", -1)),
     )
 
 

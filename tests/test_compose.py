@@ -45,13 +45,14 @@ _chunk_text = st.lists(st.one_of(_hostile, st.text(max_size=30)), min_size=1, ma
     sections=st.lists(st.text(max_size=40), min_size=12, max_size=12),
     budget=st.one_of(st.integers(min_value=1, max_value=64), st.integers(min_value=64, max_value=4000)),
     k=st.integers(min_value=1, max_value=12),
+    merge=st.booleans(),
 )
 def test_property_message_never_exceeds_budget(
-    counter: TokenCounter, base: str, texts: list[str], sections: list[str], budget: int, k: int
+    counter: TokenCounter, base: str, texts: list[str], sections: list[str], budget: int, k: int, merge: bool
 ) -> None:
-    hits = [hit(text, 1.0 - n / 20, sections[n], n=n) for n, text in enumerate(texts)]
+    hits = [hit(text, 1.0 - n / 20, sections[n % 3], n=n) for n, text in enumerate(texts)]
     try:
-        prompt = compose_message(base, hits, k=k, budget=budget, counter=counter)
+        prompt = compose_message(base, hits, k=k, budget=budget, counter=counter, merge=merge)
     except BudgetError:
         assert counter.count(base.strip()) > budget
         return
@@ -61,7 +62,10 @@ def test_property_message_never_exceeds_budget(
     assert len(prompt.chunks) + len(prompt.dropped) == len(hits)
     for special in ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|eot_id|>", "[INST]", "<</SYS>>"):
         assert special not in prompt.system_message.replace(base.strip(), "", 1)
-    assert prompt.system_message.count("</policy>") == len(prompt.chunks)
+    blocks = {chunk.section for chunk in prompt.chunks} if merge else prompt.chunks
+    assert prompt.system_message.count("</policy>") == len(blocks)
+    for included in prompt.chunks:
+        assert neutralise(texts[int(included.id[2:])]) in prompt.system_message
 
 
 def test_base_message_over_budget_is_a_clear_error(counter: TokenCounter) -> None:
@@ -142,3 +146,22 @@ def test_property_random_documents_chunked_and_composed_stay_within_budget(
     assert prompt.tokens == counter.count(prompt.system_message) <= budget
     assert len(prompt.chunks) == min(k, len(prompt.chunks)) and len(prompt.chunks) + len(prompt.dropped) == len(hits)
     assert "<|endoftext|>" not in prompt.system_message and "<|im_start|>" not in prompt.system_message
+
+
+def test_chunks_of_one_section_share_one_block_in_document_order(counter: TokenCounter) -> None:
+    def piece(text: str, start: int, ordinal: int, score: float) -> Hit:
+        chunk = Chunk(f"id{ordinal}", "doc.md", "/", "Doc", "Doc > Limits", start, start + len(text), text, 0,
+                      f"c{ordinal}", "d", ordinal=ordinal)  # fmt: skip
+        return Hit(chunk, score)
+
+    first, second, far = (
+        piece("Limit A is $10.", 0, 0, 0.5),
+        piece("Limit B is $20.", 16, 1, 0.9),
+        piece("Limit Z is $99.", 400, 7, 0.7),
+    )
+    merged = compose_message("Base.", [second, far, first], k=5, budget=500, counter=counter)
+    assert merged.system_message.count("<policy ") == 1
+    assert "Limit A is $10.\nLimit B is $20.\n[…]\nLimit Z is $99." in merged.system_message
+    separate = compose_message("Base.", [second, far, first], k=5, budget=500, counter=counter, merge=False)
+    assert separate.system_message.count("<policy ") == 3
+    assert merged.tokens < separate.tokens  # the label is paid once

@@ -1,0 +1,113 @@
+"""What users would otherwise do, composed under the same budget and scored the same way.
+
+- `WholeDocument`: the query's document pasted into the system message and cut at the budget.
+- `FixedChunksDense`: fixed 500-character chunks, dense top-k packed greedily (the LegalBench-RAG setup).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from .compose import BLOCK_SEPARATOR, compose_message, neutralise, render_block
+from .config import packaged_prompt
+from .dataset import Query, doc_id_of
+from .embed import Embedder
+from .metrics import Span
+from .records import Chunk, Document, Hit
+from .tokens import TokenCounter
+
+FIXED_CHUNK_CHARS = 500
+
+
+def _documents_for(query: Query, documents: Mapping[str, Document]) -> list[Document]:
+    """The query's document (its `doc_id`, else the dataset's `target_doc_id`), else every document."""
+    wanted = query.doc_id or query.target_doc_id
+    if wanted is not None and wanted in documents:
+        return [documents[wanted]]
+    return list(documents.values())
+
+
+class WholeDocument:
+    name = "whole document, cut at the budget"
+
+    def __init__(self, documents: Mapping[str, Document], counter: TokenCounter, header: str) -> None:
+        self.documents = documents
+        self.counter = counter
+        self.header = header
+
+    def compose(self, query: Query, base_message: str, budget: int) -> tuple[str, list[Span]]:
+        """The message and the document spans it carries."""
+        message = base_message.strip()
+        spans: list[Span] = []
+        template = packaged_prompt("chunk")
+        for position, document in enumerate(_documents_for(query, self.documents)):
+            prefix = message + (BLOCK_SEPARATOR + self.header.strip() if position == 0 else "") + BLOCK_SEPARATOR
+            empty = prefix + render_block([_whole(document, 0)], template)
+            room = budget - self.counter.count(empty)
+            if room <= 0:
+                break
+            end = len(self.counter.truncate(document.text, room))
+            while end > 0:
+                candidate = prefix + render_block([_whole(document, end)], template)
+                if self.counter.count(candidate) <= budget:
+                    break
+                end = len(self.counter.truncate(document.text[:end], max(room - 1, 0)))
+                room -= 1
+            if end <= 0:
+                break
+            message = prefix + render_block([_whole(document, end)], template)
+            spans.append((doc_id_of(document.source), 0, end))
+        return message, spans
+
+
+def _whole(document: Document, end: int) -> Hit:
+    chunk = Chunk("whole", document.source, document.root, document.title, document.title, 0, end,
+                  document.text[:end], 0, "", "")  # fmt: skip
+    return Hit(chunk, 1.0)
+
+
+class FixedChunksDense:
+    name = f"{FIXED_CHUNK_CHARS}-char chunks, dense top-k"
+
+    def __init__(self, documents: Mapping[str, Document], embedder: Embedder, counter: TokenCounter) -> None:
+        self.counter = counter
+        self.embedder = embedder
+        self.chunks: list[Chunk] = []
+        for doc_id, document in documents.items():
+            for number, start in enumerate(range(0, len(document.text), FIXED_CHUNK_CHARS)):
+                text = document.text[start : start + FIXED_CHUNK_CHARS]
+                self.chunks.append(
+                    Chunk(
+                        f"{doc_id}:{number}",
+                        document.source,
+                        document.root,
+                        document.title,
+                        document.title,
+                        start,
+                        start + len(text),
+                        text,
+                        0,
+                        "",
+                        "",
+                    )  # fmt: skip
+                )
+        self.doc_ids = np.array([doc_id_of(chunk.source) for chunk in self.chunks])
+        self.vectors = embedder.embed([chunk.text for chunk in self.chunks])
+
+    def compose(self, query: Query, base_message: str, budget: int, header: str) -> tuple[str, list[Span]]:
+        scores = self.vectors @ self.embedder.embed_query(query.query)
+        if query.doc_id is not None:
+            scores = np.where(self.doc_ids == query.doc_id, scores, -np.inf)
+        order = [int(i) for i in np.argsort(-scores)[:200] if np.isfinite(scores[i])]
+        hits = [Hit(self.chunks[i], float(scores[i])) for i in order]
+        prompt = compose_message(
+            base_message, hits, k=len(hits) or 1, budget=budget, counter=self.counter, header=header, merge=False
+        )
+        return prompt.system_message, [(doc_id_of(chunk.source), chunk.start, chunk.end) for chunk in prompt.chunks]
+
+
+def injected_text_matches(message: str, documents: Mapping[str, Document], spans: Sequence[Span]) -> bool:
+    """Whether every claimed span's text (neutralised as composed) appears in the message."""
+    return all(neutralise(documents[doc_id].text[start:end]) in message for doc_id, start, end in spans)
