@@ -62,10 +62,10 @@ class Settings(BaseModel):
     embedding_device: str = "auto"
     embedding_batch_size: int = Field(default=64, ge=1, le=4096)
     embedding_backend: Literal["auto", "onnx", "torch"] = "auto"
-    chunk_tokens: int = Field(default=300, ge=16, le=8192)
+    chunk_tokens: int = Field(default=64, ge=16, le=8192)
     merge_sections: bool = True
     model: str = "gpt-4"
-    k: int = Field(default=6, ge=1, le=200)
+    k: int = Field(default=30, ge=1, le=200)
     budget: int = Field(default=1500, ge=1)
     base_message: str = Field(default_factory=lambda: packaged_prompt("base_message"))
     header: str = Field(default_factory=lambda: packaged_prompt("header"))
