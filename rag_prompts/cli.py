@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import load_settings
-from .dataset import doc_id_of, load_dataset, read_queries
+from .dataset import doc_id_of, load_dataset, read_queries, restriction, sources_by_doc_id
 from .errors import ConfigError, RagPromptsError
 from .evaluate import DEFAULT_BUDGETS, evaluate, plot
 from .pipeline import Pipeline
@@ -126,11 +126,9 @@ def cmd_compose(args: argparse.Namespace) -> int:
 def _compose_batch(args: argparse.Namespace) -> int:
     """One JSON line per query: the message and, per chunk, its document id and character offsets."""
     pipeline = _pipeline(args)
-    sources: dict[str, list[str]] = {}
-    for source in pipeline.store.documents():
-        sources.setdefault(doc_id_of(source), []).append(source)
+    sources = sources_by_doc_id(pipeline.store.documents())
     for query in read_queries(Path(args.batch)):
-        restrict = sources.get(query.doc_id, [f"{query.doc_id}.missing"]) if query.doc_id else []
+        restrict = restriction(query.doc_id, sources)
         profile = pipeline.settings.profile(args.agent, k=args.k, budget=args.budget)
         prompt = pipeline.compose_for(query.query, profile, restrict)
         chunks = [

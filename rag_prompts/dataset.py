@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -15,6 +15,21 @@ from .metrics import Span
 def doc_id_of(source: str) -> str:
     """A document's id: its file name without the extension (`claims/manual.md` -> `manual`)."""
     return PurePosixPath(source).stem
+
+
+def sources_by_doc_id(sources: Iterable[str]) -> dict[str, list[str]]:
+    """Stored sources grouped by document id, to restrict a query with a `doc_id` to its document."""
+    grouped: dict[str, list[str]] = {}
+    for source in sources:
+        grouped.setdefault(doc_id_of(source), []).append(source)
+    return grouped
+
+
+def restriction(doc_id: str | None, sources: dict[str, list[str]]) -> list[str]:
+    """The sources a query may draw from: its document's (a missing one matches nothing), or all when None."""
+    if doc_id is None:
+        return []
+    return sources.get(doc_id, [f"{doc_id}.missing"])
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Any
 
 from .baselines import FixedChunksDense, WholeDocument
 from .config import packaged_prompt
-from .dataset import Dataset, Query, doc_id_of
+from .dataset import Dataset, Query, doc_id_of, restriction, sources_by_doc_id
 from .errors import ConfigError
 from .loaders import load_document
 from .metrics import QueryScore, Span, score_query
@@ -109,14 +109,12 @@ def evaluate(
     if not report.ok:
         failed = "; ".join(f"{failure.path}: {failure.reason}" for failure in report.failed)
         raise ConfigError(f"{dataset.name}: some documents could not be ingested: {failed}")
-    sources: dict[str, list[str]] = {}
-    for source in pipeline.store.documents():
-        sources.setdefault(doc_id_of(source), []).append(source)
+    sources = sources_by_doc_id(pipeline.store.documents())
     counter = pipeline.counter
     tallies = {(OURS, budget): _Tally() for budget in budgets}
     embedding_ms: list[float] = []
     for number, query in enumerate(dataset.queries):
-        restrict = sources.get(query.doc_id, [f"{query.doc_id}.missing"]) if query.doc_id else []
+        restrict = restriction(query.doc_id, sources)
         started = time.perf_counter()
         pipeline.embedder.embed_query(query.query)  # timed apart: per-budget latencies below are warm composes
         embedding_ms.append((time.perf_counter() - started) * 1000)
