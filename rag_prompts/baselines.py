@@ -44,18 +44,14 @@ class WholeDocument:
         template = packaged_prompt("chunk")
         for position, document in enumerate(_documents_for(query, self.documents)):
             prefix = message + (BLOCK_SEPARATOR + self.header.strip() if position == 0 else "") + BLOCK_SEPARATOR
-            empty = prefix + render_block([_whole(document, 0)], template)
-            room = budget - self.counter.count(empty)
-            if room <= 0:
-                break
-            end = len(self.counter.truncate(document.text, room))
-            while end > 0:
-                candidate = prefix + render_block([_whole(document, end)], template)
-                if self.counter.count(candidate) <= budget:
+            room = budget - self.counter.count(prefix + render_block([_whole(document, 0)], template))
+            end = 0
+            while room > 0:  # the longest prefix whose block fits; shrink if the whole counts above its parts
+                end = len(self.counter.truncate(document.text, room))
+                if self.counter.count(prefix + render_block([_whole(document, end)], template)) <= budget:
                     break
-                end = len(self.counter.truncate(document.text[:end], max(room - 1, 0)))
                 room -= 1
-            if end <= 0:
+            if room <= 0 or end == 0:
                 break
             message = prefix + render_block([_whole(document, end)], template)
             spans.append((doc_id_of(document.source), 0, end))
