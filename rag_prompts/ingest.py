@@ -10,12 +10,13 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from .chunking import chunk_document
+from .context import mix, vector_keys, window
 from .embed import Embedder
 from .errors import LoadError, RagPromptsError
 from .loaders import SUPPORTED_SUFFIXES, load_document
@@ -23,8 +24,17 @@ from .records import Chunk
 from .store import ChunkStore, StoredDocument
 from .tokens import TokenCounter
 
-CHUNKER_VERSION = 2  # 2: chunks record their ordinal
+CHUNKER_VERSION = 3  # 2: chunks record their ordinal; 3: context-aware vectors
 EMBED_BATCH = 256
+
+
+@dataclass(frozen=True)
+class Context:
+    """How chunk vectors take in their neighbours (see `context`); window 0 embeds each chunk alone."""
+
+    window: int = 2
+    weight: float = 0.5
+
 
 ProgressFn = Callable[[str, int, int], None]
 """Called as progress(stage, done, total); stage is "embed" while vectors are computed."""
@@ -111,6 +121,7 @@ def ingest(
     embedder: Embedder,
     counter: TokenCounter,
     chunk_tokens: int,
+    context: Context = Context(),
     progress: ProgressFn | None = None,
     on_event: Callable[[str, str], None] | None = None,
 ) -> IngestReport:
@@ -118,7 +129,10 @@ def ingest(
     began = time.perf_counter()
     report = IngestReport()
     event = on_event or (lambda kind, what: None)
-    fingerprint = f"chunker={CHUNKER_VERSION};tokens={chunk_tokens};encoding={counter.encoding_name}"
+    fingerprint = (
+        f"chunker={CHUNKER_VERSION};tokens={chunk_tokens};encoding={counter.encoding_name}"
+        f";context={context.window},{context.weight}"
+    )
     stored = store.documents()
     seen: dict[str, Path] = {}
     plans: list[_Plan] = []
@@ -137,7 +151,9 @@ def ingest(
                 event("failed", f"{file}: {reason}")
                 continue
             seen[source] = file
-            outcome = _plan_file(file, scan.root, source, stored.get(source), fingerprint, counter, chunk_tokens)
+            outcome = _plan_file(
+                file, scan.root, source, stored.get(source), fingerprint, counter, chunk_tokens, context
+            )
             if isinstance(outcome, _Plan):
                 plans.append(outcome)
             elif isinstance(outcome, Failure):
@@ -148,7 +164,7 @@ def ingest(
         if scan.prune:
             root = str(scan.root)
             vanished.extend(entry for source, entry in stored.items() if entry.root == root and source not in seen)
-    vectors = _vectors_for(plans, store, embedder, report, progress)  # before deletions: renames reuse vectors
+    vectors = _vectors_for(plans, store, embedder, context, report, progress)  # before deletions: renames reuse
     for plan in plans:
         _write(plan, vectors, store, report)
         event("added" if plan.is_new else "updated", plan.source)
@@ -169,6 +185,7 @@ def _plan_file(
     fingerprint: str,
     counter: TokenCounter,
     chunk_tokens: int,
+    context: Context,
 ) -> _Plan | Failure | None:
     """The chunks to store for one file, a Failure, or None when the stored copy is up to date."""
     try:
@@ -181,6 +198,8 @@ def _plan_file(
     try:
         document = load_document(file, root)
         chunks = chunk_document(document, counter, chunk_tokens, doc_hash)
+        keys = vector_keys(chunks, context.window, context.weight)
+        chunks = [replace(chunk, vector_key=key) for chunk, key in zip(chunks, keys, strict=True)]
     except LoadError as error:
         return Failure(str(file), error.reason)
     except RagPromptsError:
@@ -194,45 +213,58 @@ def _vectors_for(
     plans: Sequence[_Plan],
     store: ChunkStore,
     embedder: Embedder,
+    context: Context,
     report: IngestReport,
     progress: ProgressFn | None,
 ) -> dict[str, np.ndarray]:
-    """Vectors by content hash for every chunk to write: reused from the store where possible, else embedded."""
-    texts: dict[str, str] = {}
-    for plan in plans:
-        old = set(plan.old_ids)
-        for chunk in plan.chunks:
-            if chunk.id not in old:
-                texts.setdefault(chunk.content_hash, chunk.embedding_text)
-    vectors = store.vectors_for_content(texts)
+    """Vectors by vector key for every chunk to write: reused from the store where possible, else embedded
+    (each chunk alone) and mixed with the vectors of its window."""
+    vectors = store.vectors_for_keys(chunk.vector_key for plan in plans for chunk in plan.chunks)
     report.chunks_reused = len(vectors)
+    to_mix: list[tuple[_Plan, int]] = []
+    texts: dict[str, str] = {}  # content hash -> text to embed alone
+    for plan in plans:
+        for index, chunk in enumerate(plan.chunks):
+            if chunk.vector_key in vectors:
+                continue
+            to_mix.append((plan, index))
+            for position in window(index, len(plan.chunks), context.window):
+                texts.setdefault(plan.chunks[position].content_hash, plan.chunks[position].embedding_text)
+    alone = _embed(texts, embedder, report, progress)
+    for plan, index in to_mix:
+        chunk = plan.chunks[index]
+        around = [alone[plan.chunks[j].content_hash] for j in window(index, len(plan.chunks), context.window)]
+        vectors[chunk.vector_key] = mix(alone[chunk.content_hash], np.stack(around), context.weight)
+    return vectors
+
+
+def _embed(
+    texts: dict[str, str], embedder: Embedder, report: IngestReport, progress: ProgressFn | None
+) -> dict[str, np.ndarray]:
+    """Embed `texts` (by key) in batches, reporting progress."""
+    vectors: dict[str, np.ndarray] = {}
     # Longest first, as sentence-transformers orders one call: each batch then pads to similar lengths.
-    missing = sorted((h for h in texts if h not in vectors), key=lambda h: len(texts[h]), reverse=True)
-    for start in range(0, len(missing), EMBED_BATCH):
-        batch = missing[start : start + EMBED_BATCH]
-        embedded = embedder.embed([texts[content_hash] for content_hash in batch])
-        vectors.update(zip(batch, embedded, strict=True))
+    ordered = sorted(texts, key=lambda key: len(texts[key]), reverse=True)
+    for start in range(0, len(ordered), EMBED_BATCH):
+        batch = ordered[start : start + EMBED_BATCH]
+        vectors.update(zip(batch, embedder.embed([texts[key] for key in batch]), strict=True))
         report.chunks_embedded += len(batch)
         if progress is not None:
-            progress("embed", report.chunks_embedded, len(missing))
+            progress("embed", report.chunks_embedded, len(ordered))
     return vectors
 
 
 def _write(plan: _Plan, vectors: dict[str, np.ndarray], store: ChunkStore, report: IngestReport) -> None:
-    """New chunks first, then metadata of kept ones, then stale deletions: a crash never loses a document."""
-    old = set(plan.old_ids)
-    new_chunks = [chunk for chunk in plan.chunks if chunk.id not in old]
-    kept = [chunk for chunk in plan.chunks if chunk.id in old]
-    stale = sorted(old - {chunk.id for chunk in plan.chunks})
+    """Every chunk first (a kept one may have new neighbours, so a new vector), then stale deletions: a crash
+    never loses a document."""
+    stale = sorted(set(plan.old_ids) - {chunk.id for chunk in plan.chunks})
     try:
-        if new_chunks:
-            store.add(new_chunks, np.stack([vectors[chunk.content_hash] for chunk in new_chunks]))
-        if kept:
-            store.update_metadata(kept)
+        if plan.chunks:
+            store.add(plan.chunks, np.stack([vectors[chunk.vector_key] for chunk in plan.chunks]))
         store.delete(stale)
     except Exception as error:  # keep going with the other documents; what was stored stays
         report.failed.append(Failure(plan.path, f"cannot write to the store: {error}"))
         return
     (report.added if plan.is_new else report.updated).append(plan.source)
-    report.chunks_written += len(new_chunks)
+    report.chunks_written += len({chunk.id for chunk in plan.chunks} - set(plan.old_ids))
     report.chunks_deleted += len(stale)

@@ -308,8 +308,8 @@ def bench_synthetic(
 ) -> dict[str, Any]:
     ids = [chunk_id for entry in sample.store.documents().values() for chunk_id in entry.chunk_ids]
     real = sample.store.chunks(ids)
-    by_hash = sample.store.vectors_for_content(chunk.content_hash for chunk in real)
-    real_vectors = np.stack([by_hash[chunk.content_hash] for chunk in real])
+    by_key = sample.store.vectors_for_keys(chunk.vector_key for chunk in real)
+    real_vectors = np.stack([by_key[chunk.vector_key] for chunk in real])
     tags = list(sample.settings.profile(filter_agent).tags)
     agents: dict[str, str | None] = {"no agent": None, f"{filter_agent} tags={tags}": filter_agent}
     results: dict[str, Any] = {}

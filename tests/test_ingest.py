@@ -6,6 +6,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from rag_prompts import Pipeline, SentenceTransformerEmbedder
 
 from .conftest import CORPUS, make_pipeline, write
@@ -47,7 +49,7 @@ def test_first_ingest_then_nothing_changes(tmp_path: Path, embedder: SentenceTra
 
 
 def test_edit_replaces_only_what_changed(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
-    pipeline, root = make_pipeline(tmp_path, embedder), corpus(tmp_path)
+    pipeline, root = make_pipeline(tmp_path, embedder, context_window=0), corpus(tmp_path)
     pipeline.ingest([root])
     write(
         root / "claims" / "claims.md",
@@ -55,11 +57,38 @@ def test_edit_replaces_only_what_changed(tmp_path: Path, embedder: SentenceTrans
     )
     report = pipeline.ingest([root])
     assert report.updated == ["claims/claims.md"] and report.unchanged == ["privacy.md", "retention.txt"]
-    assert report.chunks_embedded == 2  # the new intro and the edited deadline; the authority chunk is kept
+    assert report.chunks_embedded == 2  # the new intro and the edited deadline; the authority chunk is reused
     texts = sorted(c.text for c in snapshot(pipeline).values() if c.source == "claims/claims.md")
     assert texts == ["Acknowledge within 5 days.", "Handlers approve up to $7,500.", "New intro."]
     for chunk in snapshot(pipeline).values():  # kept chunks got their new offsets
         assert (root / chunk.source).read_text("utf-8")[chunk.start : chunk.end] == chunk.text
+
+
+def test_context_vectors_mix_neighbours_and_are_reused_exactly(
+    tmp_path: Path, embedder: SentenceTransformerEmbedder
+) -> None:
+    """With window 1, a chunk's vector is its own embedding plus half the mean of its window's, normalised; an
+    edit re-embeds only the chunks within two places of it (their windows changed), and reuses the rest."""
+    paragraphs = [f"Rule {n}: form F-{n} is filed within {n + 1} days by the {n}th desk." for n in range(8)]
+    root = tmp_path / "docs"
+    write(root / "rules.md", "# Rules\n\n" + "\n\n".join(paragraphs) + "\n")
+    pipeline = make_pipeline(tmp_path, embedder, context_window=1, context_weight=0.5, chunk_tokens=24)
+    assert pipeline.ingest([root]).chunks_embedded == 8
+    chunks = sorted(snapshot(pipeline).values(), key=lambda chunk: chunk.ordinal)
+    assert [chunk.text for chunk in chunks] == paragraphs
+    alone = embedder.embed([chunk.embedding_text for chunk in chunks])
+    stored = pipeline.store.vectors_for_keys(chunk.vector_key for chunk in chunks)
+    for index in (0, 3, 7):
+        neighbours = alone[max(0, index - 1) : index + 2]
+        expected = alone[index] + 0.5 * neighbours.mean(axis=0)
+        assert np.allclose(stored[chunks[index].vector_key], expected / np.linalg.norm(expected), atol=1e-5)
+    paragraphs[7] = "Rule 7: form F-7 is filed within 30 days by the records desk."
+    write(root / "rules.md", "# Rules\n\n" + "\n\n".join(paragraphs) + "\n")
+    report = pipeline.ingest([root])
+    assert report.chunks_embedded == 3  # chunk 7 and the window of chunk 6 (5, 6, 7); 0-5 keep their vectors
+    assert report.chunks_reused == 6
+    hit = pipeline.search("Which desk files form F-7, and when?", k=1)[0]
+    assert "30 days by the records desk" in hit.chunk.text
 
 
 def test_delete_and_rename(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
