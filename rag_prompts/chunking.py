@@ -10,6 +10,7 @@ import hashlib
 import re
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 
 from .records import Chunk, Document, Heading
 from .tokens import TokenCounter
@@ -17,6 +18,7 @@ from .tokens import TokenCounter
 SECTION_SEPARATOR = " > "
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?;:])\s+|\n")
+NEARBY = 3  # how many chunks on each side a chunk lists as `nearby` (how far a passage can grow)
 
 Span = tuple[int, int]
 
@@ -130,4 +132,8 @@ def chunk_document(document: Document, counter: TokenCounter, max_tokens: int, d
                     ordinal=len(chunks),
                 )
             )
-    return chunks
+    ids = [chunk.id for chunk in chunks]
+    return [
+        replace(chunk, nearby=tuple(ids[max(0, index - NEARBY) : index] + ids[index + 1 : index + NEARBY + 1]))
+        for index, chunk in enumerate(chunks)
+    ]

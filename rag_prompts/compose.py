@@ -8,11 +8,12 @@ lowest-ranked chunk should the parts' sum ever differ from the whole, so `tokens
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from .config import packaged_prompt
 from .errors import BudgetError
-from .records import ComposedPrompt, DroppedChunk, Hit, IncludedChunk
+from .records import Chunk, ComposedPrompt, DroppedChunk, Hit, IncludedChunk
 from .tokens import TokenCounter
 
 BLOCK_SEPARATOR = "\n\n"
@@ -47,12 +48,17 @@ def compose_message(
     header: str | None = None,
     block_template: str | None = None,
     merge: bool = True,
+    neighbours: Callable[[Sequence[Hit]], Sequence[Hit]] | None = None,
 ) -> ComposedPrompt:
     """Pack up to `k` of `hits` (best first) after `base_message` within `budget` tokens.
 
     With `merge`, chunks of one section share one labelled block (its label is paid once): they appear in document
     order, adjacent chunks joined by a line break and gaps marked with `[…]`. Blocks come in order of their best
-    chunk. Without it, every chunk gets its own block."""
+    chunk. Without it, every chunk gets its own block.
+
+    `neighbours`, when given, is called with the packed chunks if budget is left once `k` are in: it returns
+    scored chunks of the same documents, and the packed passages grow into the adjacent ones (same section,
+    next ordinal), best score first, while they fit. The k passages stay k; the budget buys their context."""
     header = packaged_prompt("header") if header is None else header
     template = packaged_prompt("chunk") if block_template is None else block_template
     base = base_message.strip()
@@ -63,8 +69,7 @@ def compose_message(
             " shorten `base_message` or raise `budget`"
         )
     header_part = BLOCK_SEPARATOR + header.strip()
-    header_cost = counter.count(header_part)
-    gap_cost = counter.count(GAP)
+    costs = _Costs(counter, template, counter.count(header_part), counter.count(GAP), merge)
     included: list[tuple[Hit, int]] = []
     dropped: list[DroppedChunk] = []
     groups: set[tuple[str, str]] = set()
@@ -72,17 +77,19 @@ def compose_message(
         if len(included) >= k:
             dropped.append(_dropped(hit, 0, f"k={k} chunks already included"))
             continue
-        key = (hit.chunk.source, hit.chunk.section)
-        if merge and key in groups:  # joins a block already paid for: its text and a separator at most
-            cost = gap_cost + counter.count(neutralise(hit.chunk.text))
-        else:
-            cost = counter.count(BLOCK_SEPARATOR + render_block([hit], template)) + (0 if included else header_cost)
+        cost = costs.of(hit, groups, first=not included)
         if used + cost > budget:
             dropped.append(_dropped(hit, cost, f"does not fit: needs {cost} tokens, {budget - used} left"))
             continue
         included.append((hit, cost))
-        groups.add(key)
+        groups.add((hit.chunk.source, hit.chunk.section))
         used += cost
+    passages = len(included)
+    if neighbours is not None and included and len(included) >= k:
+        used = _assemble(base, header_part, included, template, merge, counter)[1]  # the sum of parts overestimates
+        _expand(included, neighbours([hit for hit, _ in included]), used, budget, costs, groups, dropped)
+        packed = {hit.chunk.id for hit, _ in included}
+        dropped = list({item.id: item for item in dropped if item.id not in packed}.values())  # latest reason
     message, tokens = _assemble(base, header_part, included, template, merge, counter)
     while tokens > budget and included:  # the whole differs from the sum of its parts: trim, recount
         hit, cost = included.pop()
@@ -93,9 +100,65 @@ def compose_message(
         tokens=tokens,
         budget=budget,
         encoding=counter.encoding_name,
-        chunks=tuple(_included(hit, cost) for hit, cost in included),
+        chunks=tuple(_included(hit, cost, index >= passages) for index, (hit, cost) in enumerate(included)),
         dropped=tuple(dropped),
     )
+
+
+@dataclass(frozen=True)
+class _Costs:
+    counter: TokenCounter
+    template: str
+    header_cost: int
+    gap_cost: int
+    merge: bool
+
+    def of(self, hit: Hit, groups: set[tuple[str, str]], first: bool, adjacent: bool = False) -> int:
+        """Tokens `hit` adds: its text and a separator (a line break next to a packed chunk) when its block is
+        paid for, else a whole new block."""
+        if self.merge and (hit.chunk.source, hit.chunk.section) in groups:
+            if adjacent:
+                return self.counter.count("\n" + neutralise(hit.chunk.text))
+            return self.gap_cost + self.counter.count(neutralise(hit.chunk.text))
+        block = self.counter.count(BLOCK_SEPARATOR + render_block([hit], self.template))
+        return block + (self.header_cost if first else 0)
+
+
+def _expand(
+    included: list[tuple[Hit, int]],
+    pool: Sequence[Hit],
+    used: int,
+    budget: int,
+    costs: _Costs,
+    groups: set[tuple[str, str]],
+    dropped: list[DroppedChunk],
+) -> None:
+    """Grow the packed passages into adjacent chunks from `pool`, best score first, while they fit."""
+    by_place = {(hit.chunk.source, hit.chunk.section, hit.chunk.ordinal): hit for hit in pool if hit.chunk.ordinal >= 0}
+    taken = {hit.chunk.id for hit, _ in included}
+    frontier: dict[str, Hit] = {}
+
+    def reach_from(chunk: Chunk) -> None:
+        for ordinal in (chunk.ordinal - 1, chunk.ordinal + 1):
+            neighbour = by_place.get((chunk.source, chunk.section, ordinal))
+            if neighbour is not None and neighbour.chunk.id not in taken:
+                frontier[neighbour.chunk.id] = neighbour
+
+    for hit, _ in included:
+        if hit.chunk.ordinal >= 0:
+            reach_from(hit.chunk)
+    while frontier:
+        best = max(frontier.values(), key=lambda candidate: candidate.score)
+        del frontier[best.chunk.id]
+        taken.add(best.chunk.id)
+        cost = costs.of(best, groups, first=False, adjacent=True)
+        if used + cost > budget:
+            dropped.append(_dropped(best, cost, f"context not added: needs {cost} tokens, {budget - used} left"))
+            continue
+        included.append((best, cost))
+        groups.add((best.chunk.source, best.chunk.section))
+        used += cost
+        reach_from(best.chunk)
 
 
 def render_block(hits: Sequence[Hit], template: str) -> str:
@@ -130,9 +193,10 @@ def _assemble(
     return message, counter.count(message)
 
 
-def _included(hit: Hit, cost: int) -> IncludedChunk:
+def _included(hit: Hit, cost: int, context: bool) -> IncludedChunk:
     chunk = hit.chunk
-    return IncludedChunk(chunk.id, chunk.source, chunk.section, chunk.start, chunk.end, round(hit.score, 4), cost)
+    score = round(hit.score, 4)
+    return IncludedChunk(chunk.id, chunk.source, chunk.section, chunk.start, chunk.end, score, cost, context)
 
 
 def _dropped(hit: Hit, cost: int, reason: str) -> DroppedChunk:

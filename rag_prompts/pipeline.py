@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from .compose import compose_message
 from .config import ResolvedProfile, Settings, load_settings
 from .embed import Embedder, SentenceTransformerEmbedder
-from .ingest import IngestReport, ProgressFn, ingest
+from .ingest import Context, IngestReport, ProgressFn, ingest
 from .records import ComposedPrompt, Hit
 from .retrieve import Retriever
 from .store import ChunkStore, StoreStats, open_store
@@ -88,6 +88,7 @@ class Pipeline:
             embedder=self.embedder,
             counter=self.counter,
             chunk_tokens=self.settings.chunk_tokens,
+            context=Context(self.settings.context_window, self.settings.context_weight),
             progress=progress,
             on_event=on_event,
         )
@@ -132,7 +133,18 @@ class Pipeline:
             counter=token_counter(profile.model),
             header=self.settings.header,
             merge=self.settings.merge_sections,
+            neighbours=self._context_of(task) if self.settings.expand_context else None,
         )
+
+    def _context_of(self, task: str) -> Callable[[Sequence[Hit]], list[Hit]]:
+        """The chunks near packed ones, scored for `task`: what a passage can grow into when budget is left."""
+
+        def nearby(packed: Sequence[Hit]) -> list[Hit]:
+            ids = dict.fromkeys(chunk_id for hit in packed for chunk_id in hit.chunk.nearby)
+            vector = self.embedder.embed_query(task)  # cached: the search just embedded it
+            return self.store.scored(list(ids), vector)
+
+        return nearby
 
     def stats(self) -> StoreStats:
         return self.store.stats()

@@ -45,6 +45,8 @@ class Chunk:
     doc_hash: str
     tags: tuple[str, ...] = ()
     ordinal: int = -1  # position among the document's chunks; -1 when unknown (stored by an older version)
+    vector_key: str = ""  # what the stored vector was computed from (see `context.vector_keys`)
+    nearby: tuple[str, ...] = ()  # ids of the chunks up to NEARBY places before and after, in document order
 
     @property
     def embedding_text(self) -> str:
@@ -62,7 +64,8 @@ class Hit:
 
 @dataclass(frozen=True)
 class IncludedChunk:
-    """A chunk placed in a composed message; `tokens` is what its labelled block costs in the message."""
+    """A chunk placed in a composed message; `tokens` is what its labelled block costs in the message.
+    `context` marks a chunk added next to a packed passage with budget left after k (not one of the k)."""
 
     id: str
     source: str
@@ -71,6 +74,7 @@ class IncludedChunk:
     end: int
     score: float
     tokens: int
+    context: bool = False
 
 
 @dataclass(frozen=True)

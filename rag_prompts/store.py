@@ -114,10 +114,13 @@ def _metadata(chunk: Chunk) -> dict[str, Any]:
         "ordinal": chunk.ordinal,
         "tokens": chunk.tokens,
         "content_hash": chunk.content_hash,
+        "vector_key": chunk.vector_key,
         "doc_hash": chunk.doc_hash,
     }
     if chunk.tags:  # Chroma rejects empty lists
         metadata["tags"] = list(chunk.tags)
+    if chunk.nearby:
+        metadata["nearby"] = list(chunk.nearby)
     return metadata
 
 
@@ -136,6 +139,8 @@ def _chunk(chunk_id: str, text: str, metadata: dict[str, Any]) -> Chunk:
         doc_hash=str(metadata.get("doc_hash", "")),
         tags=tuple(metadata.get("tags") or ()),
         ordinal=int(metadata.get("ordinal", -1)),
+        vector_key=str(metadata.get("vector_key", "")),
+        nearby=tuple(metadata.get("nearby") or ()),
     )
 
 
@@ -223,18 +228,16 @@ class ChunkStore:
             for chunk_id, text, metadata in zip(page["ids"], page["documents"], page["metadatas"], strict=True)
         ]
 
-    def vectors_for_content(self, content_hashes: Iterable[str]) -> dict[str, np.ndarray]:
-        """Stored vectors by content hash, so moved or re-chunked passages need not be embedded again."""
-        wanted = sorted(set(content_hashes))
+    def vectors_for_keys(self, keys: Iterable[str]) -> dict[str, np.ndarray]:
+        """Stored vectors by `vector_key`, so moved or re-chunked passages need not be embedded again."""
+        wanted = sorted(set(keys))
         found: dict[str, np.ndarray] = {}
         for batch in _batches(wanted, 500):
-            page = self._collection.get(
-                where={"content_hash": {"$in": list(batch)}}, include=["metadatas", "embeddings"]
-            )
+            page = self._collection.get(where={"vector_key": {"$in": list(batch)}}, include=["metadatas", "embeddings"])
             for metadata, vector in zip(
                 page["metadatas"] or [], page["embeddings"] if page["embeddings"] is not None else [], strict=True
             ):
-                found[str(metadata["content_hash"])] = np.asarray(vector, dtype=np.float32)
+                found[str(metadata["vector_key"])] = np.asarray(vector, dtype=np.float32)
         return found
 
     def add(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
@@ -250,10 +253,6 @@ class ChunkStore:
                 documents=[chunk.text for chunk in batch],
                 metadatas=[_metadata(chunk) for chunk in batch],
             )
-
-    def update_metadata(self, chunks: Sequence[Chunk]) -> None:
-        for batch in _batches(chunks, self._max_batch()):
-            self._collection.update(ids=[chunk.id for chunk in batch], metadatas=[_metadata(chunk) for chunk in batch])
 
     def delete(self, ids: Sequence[str]) -> None:
         self._size_hint = None
@@ -290,6 +289,21 @@ class ChunkStore:
                     [(chunk_id, texts[chunk_id], metadata, distance) for chunk_id, _, metadata, distance in matching]
                 )
         return self._hits(self._query(vector, n, where, with_text=True))
+
+    def scored(self, ids: Sequence[str], vector: np.ndarray) -> list[Hit]:
+        """The chunks with these ids, each scored against `vector` (cosine similarity); unknown ids are skipped."""
+        if not ids:
+            return []
+        page = self._collection.get(ids=list(ids), include=["metadatas", "documents", "embeddings"])
+        vectors = np.asarray(page["embeddings"], dtype=np.float32).reshape(len(page["ids"]), -1)
+        query = np.asarray(vector, dtype=np.float32)
+        scores = vectors @ query / np.maximum(np.linalg.norm(vectors, axis=1) * np.linalg.norm(query), 1e-12)
+        return [
+            Hit(_chunk(chunk_id, text or "", metadata), float(score))
+            for chunk_id, text, metadata, score in zip(
+                page["ids"], page["documents"] or [], page["metadatas"] or [], scores, strict=True
+            )
+        ]
 
     def _size(self) -> int:
         """The collection size as last seen by this process: it only chooses a search strategy."""

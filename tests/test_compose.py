@@ -11,7 +11,8 @@ from rag_prompts.compose import neutralise
 
 
 def hit(text: str, score: float = 0.5, section: str = "Doc > Part", source: str = "doc.md", n: int = 0) -> Hit:
-    chunk = Chunk(f"id{n}", source, "/", "Doc", section, 0, len(text), text, 0, f"c{n}", "d")
+    start = 1000 * n  # chunk n sits after chunk n - 1, as in a document
+    chunk = Chunk(f"id{n}", source, "/", "Doc", section, start, start + len(text), text, 0, f"c{n}", "d", ordinal=n)
     return Hit(chunk, score)
 
 
@@ -46,20 +47,29 @@ _chunk_text = st.lists(st.one_of(_hostile, st.text(max_size=30)), min_size=1, ma
     budget=st.one_of(st.integers(min_value=1, max_value=64), st.integers(min_value=64, max_value=4000)),
     k=st.integers(min_value=1, max_value=12),
     merge=st.booleans(),
+    expand=st.booleans(),
 )
 def test_property_message_never_exceeds_budget(
-    counter: TokenCounter, base: str, texts: list[str], sections: list[str], budget: int, k: int, merge: bool
+    counter: TokenCounter,
+    base: str,
+    texts: list[str],
+    sections: list[str],
+    budget: int,
+    k: int,
+    merge: bool,
+    expand: bool,
 ) -> None:
     hits = [hit(text, 1.0 - n / 20, sections[n % 3], n=n) for n, text in enumerate(texts)]
+    neighbours = (lambda packed: hits) if expand else None
     try:
-        prompt = compose_message(base, hits, k=k, budget=budget, counter=counter, merge=merge)
+        prompt = compose_message(base, hits, k=k, budget=budget, counter=counter, merge=merge, neighbours=neighbours)
     except BudgetError:
         assert counter.count(base.strip()) > budget
         return
     assert prompt.tokens == counter.count(prompt.system_message)
     assert prompt.tokens <= budget
-    assert len(prompt.chunks) <= k
-    assert len(prompt.chunks) + len(prompt.dropped) == len(hits)
+    assert sum(not chunk.context for chunk in prompt.chunks) <= k
+    assert sorted(item.id for item in [*prompt.chunks, *prompt.dropped]) == sorted(item.chunk.id for item in hits)
     for special in ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|eot_id|>", "[INST]", "<</SYS>>"):
         assert special not in prompt.system_message.replace(base.strip(), "", 1)
     blocks = {chunk.section for chunk in prompt.chunks} if merge else prompt.chunks
@@ -165,3 +175,41 @@ def test_chunks_of_one_section_share_one_block_in_document_order(counter: TokenC
     separate = compose_message("Base.", [second, far, first], k=5, budget=500, counter=counter, merge=False)
     assert separate.system_message.count("<policy ") == 3
     assert merged.tokens < separate.tokens  # the label is paid once
+
+
+def test_budget_left_after_k_grows_passages_into_their_best_neighbours(counter: TokenCounter) -> None:
+    """Two passages are packed (k=2); the budget left goes to adjacent chunks, best score first, until full."""
+    scores = {0: 0.6, 1: 0.8, 2: 0.1, 3: 0.0, 4: 0.2, 5: 0.9, 6: 0.7, 7: 0.05, 8: 0.0, 9: 0.0}
+    document = [hit(f"Sentence number {n} of the rule.", scores[n], n=n) for n in range(10)]
+    seeds = [document[5], document[1], document[6]]
+    pool = list(document)
+    exact = compose_message("Base.", [document[n] for n in (5, 1, 6, 0)], k=4, budget=4000, counter=counter)
+    asked: list[list[str]] = []
+
+    def neighbours(packed: list[Hit]) -> list[Hit]:
+        asked.append([item.chunk.id for item in packed])
+        return pool
+
+    budget = exact.tokens + 2  # room for two neighbours (each costs about 9 tokens), not for a third
+    prompt = compose_message("Base.", seeds, k=2, budget=budget, counter=counter, neighbours=neighbours)
+    assert asked == [["id5", "id1"]]
+    packed = [chunk.id for chunk in prompt.chunks]
+    assert packed == ["id5", "id1", "id6", "id0"] and prompt.tokens <= budget
+    assert [chunk.context for chunk in prompt.chunks] == [False, False, True, True]
+    assert "Sentence number 0 of the rule.\nSentence number 1 of the rule.\n[…]\nSentence number 5" in (
+        prompt.system_message
+    )
+    assert any(item.reason.startswith("context not added") for item in prompt.dropped)
+    grown = compose_message("Base.", seeds, k=2, budget=4000, counter=counter, neighbours=neighbours)
+    assert len(grown.chunks) == 10  # room for all: the passages grow until the document is whole
+
+
+def test_no_growth_while_k_is_not_reached(counter: TokenCounter) -> None:
+    """When the budget binds before k passages are in, there is nothing left to grow with: no neighbour lookup."""
+    document = [hit(f"Sentence number {n} of the rule.", 1 - n / 10, n=n) for n in range(10)]
+
+    def neighbours(packed: list[Hit]) -> list[Hit]:
+        raise AssertionError("must not be asked")
+
+    prompt = compose_message("Base.", document, k=10, budget=60, counter=counter, neighbours=neighbours)
+    assert 0 < len(prompt.chunks) < 10 and prompt.tokens <= 60
