@@ -151,7 +151,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             print(f"\r{stage}: {done}/{total} queries", end="" if done < total else "\n", file=sys.stderr)
 
     report = evaluate(dataset, Pipeline(settings), budgets, baselines=not args.no_baselines,
-                      base_message=args.base_message, progress=progress)  # fmt: skip
+                      base_message=args.base_message, k=args.k, progress=progress)  # fmt: skip
     if args.json:
         Path(args.json).write_text(json.dumps(report.as_dict(), indent=2), encoding="utf-8")
     if args.plot:
@@ -221,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--plot", metavar="FILE.png", help="plot recall and hit against budget")
     evaluation.add_argument("--base-message", help="the base message every method starts with")
     evaluation.add_argument("--no-baselines", action="store_true", help="score rag-prompts only")
+    evaluation.add_argument("--k", type=int, help="passages per message (default: the settings' k)")
     return parser
 
 

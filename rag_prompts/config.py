@@ -62,10 +62,13 @@ class Settings(BaseModel):
     embedding_device: str = "auto"
     embedding_batch_size: int = Field(default=64, ge=1, le=4096)
     embedding_backend: Literal["auto", "onnx", "torch"] = "auto"
-    chunk_tokens: int = Field(default=64, ge=16, le=8192)
+    chunk_tokens: int = Field(default=40, ge=16, le=8192)
+    context_window: int = Field(default=2, ge=0, le=16)
+    context_weight: float = Field(default=0.5, ge=0.0, le=10.0)
     merge_sections: bool = True
+    expand_context: bool = True
     model: str = "gpt-4"
-    k: int = Field(default=30, ge=1, le=200)
+    k: int = Field(default=20, ge=1, le=200)
     budget: int = Field(default=1500, ge=1)
     base_message: str = Field(default_factory=lambda: packaged_prompt("base_message"))
     header: str = Field(default_factory=lambda: packaged_prompt("header"))
@@ -137,7 +140,10 @@ _ENV_KEYS = {
     "embedding_batch_size": "EMBEDDING_BATCH_SIZE",
     "embedding_backend": "EMBEDDING_BACKEND",
     "chunk_tokens": "CHUNK_TOKENS",
+    "context_window": "CONTEXT_WINDOW",
+    "context_weight": "CONTEXT_WEIGHT",
     "merge_sections": "MERGE_SECTIONS",
+    "expand_context": "EXPAND_CONTEXT",
     "model": "MODEL",
     "k": "K",
     "budget": "BUDGET",

@@ -22,7 +22,6 @@ from .metrics import QueryScore, Span, score_query
 from .pipeline import Pipeline
 
 DEFAULT_BUDGETS = (256, 512, 1024, 2048)
-EVAL_K = 200  # the budget, not k, decides how much is included
 OURS = "rag-prompts"
 
 Progress = Callable[[str, int, int], None]
@@ -100,10 +99,13 @@ def evaluate(
     budgets: Sequence[int] = DEFAULT_BUDGETS,
     *,
     base_message: str | None = None,
+    k: int | None = None,
     baselines: bool = True,
     progress: Progress | None = None,
 ) -> EvalReport:
-    """Ingest the dataset's documents into the pipeline's store, then score every query at every budget."""
+    """Ingest the dataset's documents into the pipeline's store, then score every query at every budget.
+
+    Ours composes with the settings' `k` (or `k`): k passages, grown into their context while budget is left."""
     base = packaged_prompt("eval_base_message") if base_message is None else base_message
     report = pipeline.ingest([dataset.docs])
     if not report.ok:
@@ -119,7 +121,7 @@ def evaluate(
         pipeline.embedder.embed_query(query.query)  # timed apart: per-budget latencies below are warm composes
         embedding_ms.append((time.perf_counter() - started) * 1000)
         for budget in budgets:
-            profile = pipeline.settings.profile(None, base_message=base, budget=budget, k=EVAL_K)
+            profile = pipeline.settings.profile(None, base_message=base, budget=budget, k=k)
             started = time.perf_counter()
             prompt = pipeline.compose_for(query.query, profile, restrict)
             seconds = time.perf_counter() - started
@@ -136,6 +138,11 @@ def evaluate(
         settings={
             "embedding_model": settings.embedding_model,
             "chunk_tokens": settings.chunk_tokens,
+            "context_window": settings.context_window,
+            "context_weight": settings.context_weight,
+            "merge_sections": settings.merge_sections,
+            "expand_context": settings.expand_context,
+            "k": k or settings.k,
             "model": settings.model,
             "encoding": counter.encoding_name,
             "base_message_tokens": counter.count(base),

@@ -13,7 +13,7 @@ def test_repository_config_has_at_least_three_agents() -> None:
     settings = load_settings(CONFIG, environ={})
     assert len(settings.agents) >= 3
     triage = settings.profile("claims_triage")
-    assert (triage.k, triage.budget, triage.tags) == (24, 1200, ("claims",))
+    assert (triage.k, triage.budget, triage.tags) == (16, 1200, ("claims",))
     assert triage.base_message.startswith("You triage")
     assert settings.store_location == str(CONFIG.parent / ".rag_prompts/chroma")
 
