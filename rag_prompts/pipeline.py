@@ -133,16 +133,19 @@ class Pipeline:
             counter=token_counter(profile.model),
             header=self.settings.header,
             merge=self.settings.merge_sections,
-            neighbours=self._context_of(task) if self.settings.expand_context else None,
+            neighbours=self._context_of(task, hits) if self.settings.expand_context else None,
         )
 
-    def _context_of(self, task: str) -> Callable[[Sequence[Hit]], list[Hit]]:
-        """The chunks near packed ones, scored for `task`: what a passage can grow into when budget is left."""
+    def _context_of(self, task: str, candidates: Sequence[Hit]) -> Callable[[Sequence[Hit]], list[Hit]]:
+        """The chunks near packed ones, scored for `task`: what a passage can grow into when budget is left.
+        Candidates of the search are reused; only the others are fetched (one get by id)."""
+        known = {hit.chunk.id: hit for hit in candidates}
 
         def nearby(packed: Sequence[Hit]) -> list[Hit]:
-            ids = dict.fromkeys(chunk_id for hit in packed for chunk_id in hit.chunk.nearby)
-            vector = self.embedder.embed_query(task)  # cached: the search just embedded it
-            return self.store.scored(list(ids), vector)
+            wanted = dict.fromkeys(chunk_id for hit in packed for chunk_id in hit.chunk.nearby)
+            missing = [chunk_id for chunk_id in wanted if chunk_id not in known]
+            fetched = self.store.scored(missing, self.embedder.embed_query(task)) if missing else []  # query cached
+            return [known[chunk_id] for chunk_id in wanted if chunk_id in known] + fetched
 
         return nearby
 
