@@ -265,12 +265,14 @@ class ChunkStore:
         On a large collection Chroma's metadata filter costs far more than the vector search (about 130 ms
         against 10 ms at 100,000 chunks), so a filtered search there first over-fetches ids without the filter
         and filters them here, widening once; only if that still leaves fewer than `n` matches does it ask
-        Chroma to filter. Every path returns the same chunks.
+        Chroma to filter. A `sources` restriction (one document, say) selects too small a share for that: it
+        goes to Chroma's filter directly (26 ms against 269 ms over-fetching, one CUAD contract of 60 at 23,855
+        chunks). Every path returns the same chunks.
         """
         if n <= 0:
             return []
         where = where_filter(tags, sources)
-        if where is None or self._size() < OVERFETCH_MIN_CHUNKS:
+        if where is None or sources or self._size() < OVERFETCH_MIN_CHUNKS:
             return self._hits(self._query(vector, n, where, with_text=True))
         wanted_tags, wanted_sources = set(tags), set(sources)
 
