@@ -59,3 +59,28 @@ def test_filtered_query_matches_chromas_own_filter(tmp_path: Path, monkeypatch: 
             assert [hit.chunk.id for hit in ours] == [row[0] for row in exact]
             assert [hit.chunk.text for hit in ours] == ["x"] * len(ours)
             assert all(set(wanted_tags) & set(hit.chunk.tags) for hit in ours)
+
+
+def test_scored_gives_the_chunks_asked_for_with_the_search_score(tmp_path: Path) -> None:
+    """Nearby chunks fetched by id carry the same cosine score a search would give them, and keep their `nearby`."""
+    import numpy as np
+
+    from rag_prompts import Chunk
+
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((30, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    chunks = [
+        Chunk(f"c{i}", "d.md", "/", "T", "T > S", i, i + 1, f"t{i}", 1, f"h{i}", "d", ordinal=i, nearby=(f"c{i + 1}",))
+        for i in range(30)
+    ]
+    store = open_store(str(tmp_path), "scored", "m", 8)
+    store.add(chunks, vectors)
+    query = rng.standard_normal(8).astype(np.float32)
+    searched = {hit.chunk.id: hit.score for hit in store.query(query, 30)}
+    fetched = store.scored(["c4", "c17", "missing", "c0"], query)
+    assert sorted(hit.chunk.id for hit in fetched) == ["c0", "c17", "c4"]
+    for hit in fetched:
+        assert hit.score == pytest.approx(searched[hit.chunk.id], abs=1e-5)
+        assert hit.chunk.nearby == (f"c{hit.chunk.ordinal + 1}",) and hit.chunk.text == f"t{hit.chunk.ordinal}"
+    assert store.scored([], query) == []
