@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .config import packaged_prompt
 from .errors import BudgetError
@@ -70,26 +70,18 @@ def compose_message(
         )
     header_part = BLOCK_SEPARATOR + header.strip()
     costs = _Costs(counter, template, counter.count(header_part), counter.count(GAP), merge)
-    included: list[tuple[Hit, int]] = []
-    dropped: list[DroppedChunk] = []
-    groups: set[tuple[str, str]] = set()
+    packing = _Packing(budget, used)
     for hit in hits:
-        if len(included) >= k:
-            dropped.append(_dropped(hit, 0, f"k={k} chunks already included"))
+        if len(packing.included) >= k:
+            packing.dropped.append(_dropped(hit, 0, f"k={k} chunks already included"))
             continue
-        cost = costs.of(hit, groups, first=not included)
-        if used + cost > budget:
-            dropped.append(_dropped(hit, cost, f"does not fit: needs {cost} tokens, {budget - used} left"))
-            continue
-        included.append((hit, cost))
-        groups.add((hit.chunk.source, hit.chunk.section))
-        used += cost
-    passages = len(included)
+        packing.add(hit, costs.of(hit, packing.groups, first=not packing.included), "does not fit")
+    included, passages = packing.included, len(packing.included)
     if neighbours is not None and included and len(included) >= k:
-        used = _assemble(base, header_part, included, template, merge, counter)[1]  # the sum of parts overestimates
-        _expand(included, neighbours([hit for hit, _ in included]), used, budget, costs, groups, dropped)
-        packed = {hit.chunk.id for hit, _ in included}
-        dropped = list({item.id: item for item in dropped if item.id not in packed}.values())  # latest reason
+        packing.used = _assemble(base, header_part, included, template, merge, counter)[1]  # parts overestimate
+        _expand(packing, neighbours([hit for hit, _ in included]), costs)
+    packed = {hit.chunk.id for hit, _ in included}
+    dropped = list({item.id: item for item in packing.dropped if item.id not in packed}.values())  # latest reason
     message, tokens = _assemble(base, header_part, included, template, merge, counter)
     while tokens > budget and included:  # the whole differs from the sum of its parts: trim, recount
         hit, cost = included.pop()
@@ -124,18 +116,32 @@ class _Costs:
         return block + (self.header_cost if first else 0)
 
 
-def _expand(
-    included: list[tuple[Hit, int]],
-    pool: Sequence[Hit],
-    used: int,
-    budget: int,
-    costs: _Costs,
-    groups: set[tuple[str, str]],
-    dropped: list[DroppedChunk],
-) -> None:
+@dataclass
+class _Packing:
+    """Chunks packed so far, the tokens they use (an upper bound), and what was left out."""
+
+    budget: int
+    used: int
+    included: list[tuple[Hit, int]] = field(default_factory=list)
+    dropped: list[DroppedChunk] = field(default_factory=list)
+    groups: set[tuple[str, str]] = field(default_factory=set)
+
+    def add(self, hit: Hit, cost: int, refusal: str) -> bool:
+        """Pack `hit` if its `cost` fits the budget; otherwise record it as dropped, saying why."""
+        if self.used + cost > self.budget:
+            left = self.budget - self.used
+            self.dropped.append(_dropped(hit, cost, f"{refusal}: needs {cost} tokens, {left} left"))
+            return False
+        self.included.append((hit, cost))
+        self.groups.add((hit.chunk.source, hit.chunk.section))
+        self.used += cost
+        return True
+
+
+def _expand(packing: _Packing, pool: Sequence[Hit], costs: _Costs) -> None:
     """Grow the packed passages into adjacent chunks from `pool`, best score first, while they fit."""
     by_place = {(hit.chunk.source, hit.chunk.section, hit.chunk.ordinal): hit for hit in pool if hit.chunk.ordinal >= 0}
-    taken = {hit.chunk.id for hit, _ in included}
+    taken = {hit.chunk.id for hit, _ in packing.included}
     frontier: dict[str, Hit] = {}
 
     def reach_from(chunk: Chunk) -> None:
@@ -144,21 +150,15 @@ def _expand(
             if neighbour is not None and neighbour.chunk.id not in taken:
                 frontier[neighbour.chunk.id] = neighbour
 
-    for hit, _ in included:
+    for hit, _ in packing.included:
         if hit.chunk.ordinal >= 0:
             reach_from(hit.chunk)
     while frontier:
         best = max(frontier.values(), key=lambda candidate: candidate.score)
         del frontier[best.chunk.id]
         taken.add(best.chunk.id)
-        cost = costs.of(best, groups, first=False, adjacent=True)
-        if used + cost > budget:
-            dropped.append(_dropped(best, cost, f"context not added: needs {cost} tokens, {budget - used} left"))
-            continue
-        included.append((best, cost))
-        groups.add((best.chunk.source, best.chunk.section))
-        used += cost
-        reach_from(best.chunk)
+        if packing.add(best, costs.of(best, packing.groups, first=False, adjacent=True), "context not added"):
+            reach_from(best.chunk)
 
 
 def render_block(hits: Sequence[Hit], template: str) -> str:
