@@ -21,7 +21,7 @@ from .embed import Embedder
 from .errors import LoadError, RagPromptsError
 from .loaders import SUPPORTED_SUFFIXES, load_document
 from .records import Chunk
-from .store import ChunkStore, StoredDocument
+from .store import SCHEMA_VERSION, ChunkStore, StoredDocument
 from .tokens import TokenCounter
 
 CHUNKER_VERSION = 3  # 2: chunks record their ordinal; 3: context-aware vectors
@@ -131,7 +131,7 @@ def ingest(
     event = on_event or (lambda kind, what: None)
     fingerprint = (
         f"chunker={CHUNKER_VERSION};tokens={chunk_tokens};encoding={counter.encoding_name}"
-        f";context={context.window},{context.weight}"
+        f";context={context.window},{context.weight};store_schema={SCHEMA_VERSION}"
     )
     stored = store.documents()
     seen: dict[str, Path] = {}

@@ -15,11 +15,13 @@ from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
+import orjson
 
 from .errors import StoreError
 from .records import Chunk, Hit
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: fields not filtered on are packed into one JSON metadata value
+_PACKED = "chunk"
 _PAGE = 5000
 OVERFETCH_MIN_CHUNKS = 20_000  # below this, Chroma's own filter is the faster way to search with one
 OVERFETCH_FACTORS = (2, 8, 32)  # unfiltered candidates per wanted hit, before falling back to Chroma's filter
@@ -104,43 +106,57 @@ def delete_collection(location: str, collection: str) -> None:
 
 
 def _metadata(chunk: Chunk) -> dict[str, Any]:
+    """Chroma metadata for `chunk`: the keys searches filter on, and the rest in one JSON string.
+
+    Chroma stores every metadata key as its own row, and reading rows back is most of a query's cost
+    (at 100,000 chunks, 40 results with 13 keys took 8.6 ms against 5.5 ms with 4)."""
     metadata: dict[str, Any] = {
         "source": chunk.source,
-        "root": chunk.root,
-        "title": chunk.title,
-        "section": chunk.section,
-        "start": chunk.start,
-        "end": chunk.end,
-        "ordinal": chunk.ordinal,
-        "tokens": chunk.tokens,
-        "content_hash": chunk.content_hash,
         "vector_key": chunk.vector_key,
-        "doc_hash": chunk.doc_hash,
+        _PACKED: orjson.dumps(
+            {
+                "root": chunk.root,
+                "title": chunk.title,
+                "section": chunk.section,
+                "start": chunk.start,
+                "end": chunk.end,
+                "ordinal": chunk.ordinal,
+                "tokens": chunk.tokens,
+                "content_hash": chunk.content_hash,
+                "doc_hash": chunk.doc_hash,
+                "nearby": list(chunk.nearby),
+            }
+        ).decode(),
     }
     if chunk.tags:  # Chroma rejects empty lists
         metadata["tags"] = list(chunk.tags)
-    if chunk.nearby:
-        metadata["nearby"] = list(chunk.nearby)
     return metadata
 
 
+def _fields(metadata: dict[str, Any]) -> dict[str, Any]:
+    """A chunk's stored fields, unpacked (collections written before schema 2 kept every field as a key)."""
+    packed = metadata.get(_PACKED)
+    return {**metadata, **orjson.loads(packed)} if isinstance(packed, str) else metadata
+
+
 def _chunk(chunk_id: str, text: str, metadata: dict[str, Any]) -> Chunk:
+    fields = _fields(metadata)
     return Chunk(
         id=chunk_id,
-        source=str(metadata["source"]),
-        root=str(metadata.get("root", "")),
-        title=str(metadata.get("title", "")),
-        section=str(metadata.get("section", "")),
-        start=int(metadata["start"]),
-        end=int(metadata["end"]),
+        source=str(fields["source"]),
+        root=str(fields.get("root", "")),
+        title=str(fields.get("title", "")),
+        section=str(fields.get("section", "")),
+        start=int(fields["start"]),
+        end=int(fields["end"]),
         text=text,
-        tokens=int(metadata.get("tokens", 0)),
-        content_hash=str(metadata.get("content_hash", "")),
-        doc_hash=str(metadata.get("doc_hash", "")),
-        tags=tuple(metadata.get("tags") or ()),
-        ordinal=int(metadata.get("ordinal", -1)),
-        vector_key=str(metadata.get("vector_key", "")),
-        nearby=tuple(metadata.get("nearby") or ()),
+        tokens=int(fields.get("tokens", 0)),
+        content_hash=str(fields.get("content_hash", "")),
+        doc_hash=str(fields.get("doc_hash", "")),
+        tags=tuple(fields.get("tags") or ()),
+        ordinal=int(fields.get("ordinal", -1)),
+        vector_key=str(fields.get("vector_key", "")),
+        nearby=tuple(fields.get("nearby") or ()),
     )
 
 
@@ -209,7 +225,8 @@ class ChunkStore:
     def documents(self) -> dict[str, StoredDocument]:
         """Every stored source with its chunk ids and document hashes."""
         stored: dict[str, StoredDocument] = {}
-        for chunk_id, metadata in self._all_metadata():
+        for chunk_id, raw in self._all_metadata():
+            metadata = _fields(raw)
             source = str(metadata["source"])
             entry = stored.setdefault(
                 source, StoredDocument(source, str(metadata.get("root", "")), str(metadata.get("title", "")))

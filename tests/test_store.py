@@ -8,7 +8,7 @@ import chromadb
 import pytest
 from chromadb.config import Settings
 
-from rag_prompts import StoreError, open_store
+from rag_prompts import Chunk, StoreError, open_store
 from rag_prompts import store as store_module
 from rag_prompts.store import where_filter
 
@@ -40,8 +40,6 @@ def test_filtered_query_matches_chromas_own_filter(tmp_path: Path, monkeypatch: 
     """The client-side filter over an unfiltered over-fetch returns exactly what Chroma's `where` returns."""
     import numpy as np
 
-    from rag_prompts import Chunk
-
     rng = np.random.default_rng(7)
     vectors = rng.standard_normal((600, 8)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -65,8 +63,6 @@ def test_scored_gives_the_chunks_asked_for_with_the_search_score(tmp_path: Path)
     """Nearby chunks fetched by id carry the same cosine score a search would give them, and keep their `nearby`."""
     import numpy as np
 
-    from rag_prompts import Chunk
-
     rng = np.random.default_rng(3)
     vectors = rng.standard_normal((30, 8)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -84,3 +80,36 @@ def test_scored_gives_the_chunks_asked_for_with_the_search_score(tmp_path: Path)
         assert hit.score == pytest.approx(searched[hit.chunk.id], abs=1e-5)
         assert hit.chunk.nearby == (f"c{hit.chunk.ordinal + 1}",) and hit.chunk.text == f"t{hit.chunk.ordinal}"
     assert store.scored([], query) == []
+
+
+def _full_chunk(chunk_id: str = "c1") -> Chunk:
+    return Chunk(
+        chunk_id, "claims/motor.md", "/corpus", "Motor «claims»", "Motor > Limits", 10, 42, "Up to £5,000.", 7,
+        "content-hash", "doc-hash", ("claims", "motor"), 3, "vector-key", ("c0", "c2"),
+    )  # fmt: skip
+
+
+def test_every_chunk_field_survives_the_store(tmp_path: Path) -> None:
+    import numpy as np
+
+    store = open_store(str(tmp_path), "policies", "m", 3)
+    chunk = _full_chunk()
+    store.add([chunk], np.asarray([[1.0, 0.0, 0.0]], dtype=np.float32))
+    assert store.chunks([chunk.id]) == [chunk]
+    assert store.query(np.asarray([1.0, 0.0, 0.0], dtype=np.float32), 1, tags=["motor"])[0].chunk == chunk
+    stored = store_module._metadata(chunk)
+    assert set(stored) == {"source", "vector_key", "tags", "chunk"}  # the fields searches filter on, and one packed
+
+
+def test_records_written_before_packing_are_still_read(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path), "policies", "m", 3)
+    chunk = _full_chunk()
+    flat = {  # schema 1 kept every field as its own metadata key
+        "source": chunk.source, "root": chunk.root, "title": chunk.title, "section": chunk.section,
+        "start": chunk.start, "end": chunk.end, "ordinal": chunk.ordinal, "tokens": chunk.tokens,
+        "content_hash": chunk.content_hash, "vector_key": chunk.vector_key, "doc_hash": chunk.doc_hash,
+        "tags": list(chunk.tags), "nearby": list(chunk.nearby),
+    }  # fmt: skip
+    store._collection.add(ids=[chunk.id], embeddings=[[1.0, 0.0, 0.0]], documents=[chunk.text], metadatas=[flat])
+    assert store.chunks([chunk.id]) == [chunk]
+    assert store.documents()[chunk.source].doc_hashes == {"doc-hash"}
