@@ -103,7 +103,11 @@ def split_span(text: str, start: int, end: int, counter: TokenCounter, max_token
 
 
 def chunk_document(document: Document, counter: TokenCounter, max_tokens: int, doc_hash: str) -> list[Chunk]:
-    """Token-bounded chunks of one document, in reading order, with ids derived from source and content.
+    """Token-bounded chunks of one document, in reading order.
+
+    A chunk's id names this version of it: it is derived from the source, the document hash (its bytes and the
+    chunking settings) and the chunk's content, so a stored record never changes under its id and readers may
+    cache it.
 
     `max_tokens` must be at least 4: one character can take up to 4 byte-level tokens and is never split.
     """
@@ -114,7 +118,7 @@ def chunk_document(document: Document, counter: TokenCounter, max_tokens: int, d
             text = document.text[start:end]
             content_hash = sha256(f"{section}\n\n{text}")
             seen[content_hash] += 1  # identical passages in one document get distinct ids
-            chunk_id = sha256(f"{document.source}\x00{content_hash}\x00{seen[content_hash]}")[:32]
+            chunk_id = sha256(f"{document.source}\x00{doc_hash}\x00{content_hash}\x00{seen[content_hash]}")[:32]
             chunks.append(
                 Chunk(
                     id=chunk_id,

@@ -43,13 +43,17 @@ def test_long_sections_split_at_paragraphs_then_sentences(tmp_path: Path, counte
         assert document.text[chunk.start : chunk.end] == chunk.text
 
 
-def test_chunk_ids_are_stable_and_unique(tmp_path: Path, counter: TokenCounter) -> None:
+def test_chunk_ids_name_one_version_of_one_document(tmp_path: Path, counter: TokenCounter) -> None:
     text = "# T\n\n## A\n\nSame text.\n\n## B\n\nSame text.\n"
     document = load_document(write(tmp_path / "t.md", text), tmp_path)
     first = chunk_document(document, counter, 50, "h1")
-    again = chunk_document(document, counter, 50, "h2")
+    again = chunk_document(document, counter, 50, "h1")
+    other_version = chunk_document(document, counter, 50, "h2")
+    elsewhere = chunk_document(load_document(write(tmp_path / "copy.md", text), tmp_path), counter, 50, "h1")
     assert [chunk.id for chunk in first] == [chunk.id for chunk in again]
     assert len({chunk.id for chunk in first}) == len(first)
+    assert not {chunk.id for chunk in first} & {chunk.id for chunk in other_version}
+    assert not {chunk.id for chunk in first} & {chunk.id for chunk in elsewhere}
 
 
 def test_sample_corpus_chunks_respect_the_configured_maximum(counter: TokenCounter) -> None:
