@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import ConfigError
+from .store import CACHED_CHUNKS
 
 CONFIG_FILE_NAME = "rag_prompts.toml"
 ENV_PREFIX = "RAG_PROMPTS_"
@@ -65,6 +66,7 @@ class Settings(BaseModel):
     chunk_tokens: int = Field(default=40, ge=16, le=8192)
     context_window: int = Field(default=2, ge=0, le=16)
     context_weight: float = Field(default=0.5, ge=0.0, le=10.0)
+    cached_chunks: int = Field(default=CACHED_CHUNKS, ge=0)
     merge_sections: bool = True
     expand_context: bool = True
     model: str = "gpt-4"

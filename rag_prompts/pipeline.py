@@ -66,6 +66,7 @@ class Pipeline:
                     self.settings.collection,
                     self.embedder.name,
                     self.embedder.dimension,
+                    self.settings.cached_chunks,
                 )
             return self._store
 

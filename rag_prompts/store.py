@@ -9,6 +9,8 @@ never runs.
 from __future__ import annotations
 
 import contextlib
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +27,7 @@ _PACKED = "chunk"
 _PAGE = 5000
 OVERFETCH_MIN_CHUNKS = 20_000  # below this, Chroma's own filter is the faster way to search with one
 OVERFETCH_FACTORS = (2, 8, 32)  # unfiltered candidates per wanted hit, before falling back to Chroma's filter
+CACHED_CHUNKS = 10_000  # chunk records (text, fields, vector) kept in memory: about 3 KB each at 384 dimensions
 
 
 @dataclass
@@ -73,7 +76,9 @@ def _client(location: str) -> Any:
     return chromadb.PersistentClient(path=location, settings=settings)
 
 
-def open_store(location: str, collection: str, embedding_model: str, dimension: int) -> ChunkStore:
+def open_store(
+    location: str, collection: str, embedding_model: str, dimension: int, cached_chunks: int = CACHED_CHUNKS
+) -> ChunkStore:
     """Open (creating if needed) a cosine-distance collection built with `embedding_model`."""
     from chromadb.errors import NotFoundError
 
@@ -92,7 +97,7 @@ def open_store(location: str, collection: str, embedding_model: str, dimension: 
         raise
     except Exception as error:
         raise StoreError(f"cannot open collection {collection!r} at {location}: {error}") from error
-    store = ChunkStore(handle, location, collection)
+    store = ChunkStore(handle, location, collection, cached_chunks)
     store.check(embedding_model, dimension)
     return store
 
@@ -178,14 +183,60 @@ def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
+_Record = tuple[Chunk, np.ndarray]
+
+
+class RecordCache:
+    """The chunk records read most recently, by id (least recently used ones go first).
+
+    Caching needs no invalidation across processes because a chunk id names one version of a chunk (see
+    `chunk_document`): a record is written once and later only deleted, and a deleted one is never asked for,
+    since ids come from a search or from a found chunk's `nearby` list."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._records: OrderedDict[str, _Record] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, ids: Iterable[str]) -> dict[str, _Record]:
+        found: dict[str, _Record] = {}
+        with self._lock:
+            for chunk_id in ids:
+                record = self._records.get(chunk_id)
+                if record is not None:
+                    self._records.move_to_end(chunk_id)
+                    found[chunk_id] = record
+        return found
+
+    def put(self, records: dict[str, _Record]) -> None:
+        if self.size <= 0:
+            return
+        with self._lock:
+            self._records.update(records)
+            for chunk_id in records:
+                self._records.move_to_end(chunk_id)
+            while len(self._records) > self.size:
+                self._records.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._records.clear()
+
+    def discard(self, ids: Iterable[str]) -> None:
+        with self._lock:
+            for chunk_id in ids:
+                self._records.pop(chunk_id, None)
+
+
 class ChunkStore:
     """Chunks with their vectors in one Chroma collection; the same for every kind of client."""
 
-    def __init__(self, collection: Any, location: str, name: str) -> None:
+    def __init__(self, collection: Any, location: str, name: str, cached_chunks: int = CACHED_CHUNKS) -> None:
         self._collection = collection
         self.location = location
         self.name = name
         self._size_hint: int | None = None
+        self._cache = RecordCache(cached_chunks)
 
     @property
     def embedding_model(self) -> str:
@@ -261,6 +312,7 @@ class ChunkStore:
         if len(chunks) != len(vectors):
             raise StoreError(f"{len(chunks)} chunks but {len(vectors)} vectors")
         self._size_hint = None
+        self._cache.discard(chunk.id for chunk in chunks)  # a rewrite in place (a moved root) must not read stale
         size = self._max_batch()
         for start in range(0, len(chunks), size):
             batch = chunks[start : start + size]
@@ -273,6 +325,7 @@ class ChunkStore:
 
     def delete(self, ids: Sequence[str]) -> None:
         self._size_hint = None
+        self._cache.discard(ids)
         for batch in _batches(list(ids), self._max_batch()):
             self._collection.delete(ids=list(batch))
 
@@ -284,13 +337,14 @@ class ChunkStore:
         and filters them here, widening once; only if that still leaves fewer than `n` matches does it ask
         Chroma to filter. A `sources` restriction (one document, say) selects too small a share for that: it
         goes to Chroma's filter directly (26 ms against 269 ms over-fetching, one CUAD contract of 60 at 23,855
-        chunks). Every path returns the same chunks.
+        chunks). Every path returns the same chunks. The search returns ids and distances; the chunks themselves
+        come from the record cache, and only the ones it lacks are read.
         """
         if n <= 0:
             return []
         where = where_filter(tags, sources)
         if where is None or sources or self._size() < OVERFETCH_MIN_CHUNKS:
-            return self._hits(self._query(vector, n, where, with_text=True))
+            return self._hits(self._nearest(vector, n, where))
         wanted_tags, wanted_sources = set(tags), set(sources)
 
         def allowed(metadata: dict[str, Any]) -> bool:
@@ -300,29 +354,22 @@ class ChunkStore:
 
         for factor in OVERFETCH_FACTORS:
             asked = factor * n + 20
-            rows = self._query(vector, asked, None, with_text=False)
-            matching = [row for row in rows if allowed(row[2])][:n]
+            rows = self._nearest(vector, asked, None, with_metadata=True)
+            matching = [row for row in rows if allowed(row[1])][:n]
             if len(matching) == n or len(rows) < asked:  # enough, or the whole collection was seen
-                texts = self._texts([row[0] for row in matching])
-                return self._hits(
-                    [(chunk_id, texts[chunk_id], metadata, distance) for chunk_id, _, metadata, distance in matching]
-                )
-        return self._hits(self._query(vector, n, where, with_text=True))
+                return self._hits(matching)
+        return self._hits(self._nearest(vector, n, where))
 
     def scored(self, ids: Sequence[str], vector: np.ndarray) -> list[Hit]:
         """The chunks with these ids, each scored against `vector` (cosine similarity); unknown ids are skipped."""
-        if not ids:
+        records = self._records(ids)
+        found = [records[chunk_id] for chunk_id in dict.fromkeys(ids) if chunk_id in records]
+        if not found:
             return []
-        page = self._collection.get(ids=list(ids), include=["metadatas", "documents", "embeddings"])
-        vectors = np.asarray(page["embeddings"], dtype=np.float32).reshape(len(page["ids"]), -1)
+        vectors = np.stack([stored for _, stored in found])
         query = np.asarray(vector, dtype=np.float32)
         scores = vectors @ query / np.maximum(np.linalg.norm(vectors, axis=1) * np.linalg.norm(query), 1e-12)
-        return [
-            Hit(_chunk(chunk_id, text or "", metadata), float(score))
-            for chunk_id, text, metadata, score in zip(
-                page["ids"], page["documents"] or [], page["metadatas"] or [], scores, strict=True
-            )
-        ]
+        return [Hit(chunk, float(score)) for (chunk, _), score in zip(found, scores, strict=True)]
 
     def _size(self) -> int:
         """The collection size as last seen by this process: it only chooses a search strategy."""
@@ -330,16 +377,30 @@ class ChunkStore:
             self._size_hint = self.count()
         return self._size_hint
 
-    def _texts(self, ids: Sequence[str]) -> dict[str, str]:
-        if not ids:
-            return {}
-        page = self._collection.get(ids=list(ids), include=["documents"])
-        return {chunk_id: text or "" for chunk_id, text in zip(page["ids"], page["documents"], strict=True)}
+    def _records(self, ids: Sequence[str]) -> dict[str, _Record]:
+        """Chunk records by id: cached ones, and the rest read in one `get`. Unknown ids are left out."""
+        found = self._cache.get(ids)
+        missing = [chunk_id for chunk_id in dict.fromkeys(ids) if chunk_id not in found]
+        if not missing:
+            return found
+        page = self._collection.get(ids=missing, include=["metadatas", "documents", "embeddings"])
+        if not page["ids"]:
+            return found
+        vectors = np.asarray(page["embeddings"], dtype=np.float32).reshape(len(page["ids"]), -1)
+        read = {
+            chunk_id: (_chunk(chunk_id, text or "", metadata), stored)
+            for chunk_id, text, metadata, stored in zip(
+                page["ids"], page["documents"] or [], page["metadatas"] or [], vectors, strict=True
+            )
+        }
+        self._cache.put(read)
+        return found | read
 
-    def _query(
-        self, vector: np.ndarray, n: int, where: dict[str, Any] | None, with_text: bool
-    ) -> list[tuple[str, str, dict[str, Any], float]]:
-        include = ["metadatas", "distances", *(["documents"] if with_text else [])]
+    def _nearest(
+        self, vector: np.ndarray, n: int, where: dict[str, Any] | None, with_metadata: bool = False
+    ) -> list[tuple[str, dict[str, Any], float]]:
+        """(id, metadata, distance) of the `n` nearest chunks; metadata is empty unless asked for."""
+        include = ["distances", *(["metadatas"] if with_metadata else [])]
         try:
             result = self._collection.query(
                 query_embeddings=[np.asarray(vector, dtype=np.float32)], n_results=n, where=where, include=include
@@ -347,14 +408,13 @@ class ChunkStore:
         except Exception as error:
             raise StoreError(f"query on collection {self.name!r} at {self.location} failed: {error}") from error
         ids = result["ids"][0]
-        texts = result["documents"][0] if with_text else [""] * len(ids)
-        return list(zip(ids, texts, result["metadatas"][0], result["distances"][0], strict=True))
+        metadatas = result["metadatas"][0] if with_metadata else [{}] * len(ids)
+        return list(zip(ids, metadatas, result["distances"][0], strict=True))
 
-    @staticmethod
-    def _hits(rows: Sequence[tuple[str, str, dict[str, Any], float]]) -> list[Hit]:
+    def _hits(self, rows: Sequence[tuple[str, dict[str, Any], float]]) -> list[Hit]:
+        records = self._records([chunk_id for chunk_id, _, _ in rows])
         return [
-            Hit(_chunk(chunk_id, text or "", metadata), 1.0 - float(distance))
-            for chunk_id, text, metadata, distance in rows
+            Hit(records[chunk_id][0], 1.0 - float(distance)) for chunk_id, _, distance in rows if chunk_id in records
         ]
 
     def stats(self) -> StoreStats:

@@ -154,3 +154,46 @@ def test_changing_chunk_size_rechunks(tmp_path: Path, embedder: SentenceTransfor
     larger = make_pipeline(tmp_path, embedder, chunk_tokens=400).ingest([root])
     assert len(larger.updated) == len(small.added) == 2
     assert larger.chunks_deleted > 0
+
+
+def test_a_process_that_caches_chunks_never_serves_an_edited_documents_old_version(
+    tmp_path: Path, embedder: SentenceTransformerEmbedder
+) -> None:
+    """Two pipelines on one store stand for two processes: the reader's record cache is warm when the writer
+    edits a document, and the reader's next compose shows the new text and offsets."""
+    root = corpus(tmp_path)
+    writer, reader = make_pipeline(tmp_path, embedder), make_pipeline(tmp_path, embedder)
+    writer.ingest([root])
+    task = "Who approves claims, up to what amount, and when must they be acknowledged?"
+    before = reader.compose(task, budget=400)
+    assert "$7,500" in before.system_message and "Acknowledge within 3 days." in before.system_message
+    assert reader.store._cache.get(chunk.id for chunk in before.chunks)  # warm
+
+    edited = CLAIMS.replace("# Claims\n", "# Claims\n\nAn introduction moves every offset.\n").replace("7,500", "9,000")
+    write(root / "claims" / "claims.md", edited)
+    writer.ingest([root])
+    after = reader.compose(task, budget=400)
+    assert "$9,000" in after.system_message and "$7,500" not in after.system_message
+    claims = [chunk for chunk in after.chunks if chunk.source == "claims/claims.md"]
+    assert len(claims) >= 2 and all(edited[chunk.start : chunk.end] in after.system_message for chunk in claims)
+
+
+def test_repeated_searches_read_chunks_from_the_cache(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
+    pipeline = make_pipeline(tmp_path, embedder)
+    pipeline.ingest([corpus(tmp_path)])
+    store = pipeline.store
+    reads: list[int] = []
+    original_get = store._collection.get
+
+    def counting_get(*args: Any, **kwargs: Any) -> Any:
+        reads.append(len(kwargs.get("ids") or ()))
+        return original_get(*args, **kwargs)
+
+    store._collection.get = counting_get
+    first = pipeline.search("how long are claim files kept?", k=3)
+    assert reads == [3]
+    assert pipeline.search("how long are claim files kept?", k=3) == first
+    assert reads == [3]  # nothing read the second time
+    small = make_pipeline(tmp_path, embedder, cached_chunks=2)
+    small.search("how long are claim files kept?", k=3)
+    assert len(small.store._cache.get(hit.chunk.id for hit in first)) == 2  # bounded

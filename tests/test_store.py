@@ -53,7 +53,7 @@ def test_filtered_query_matches_chromas_own_filter(tmp_path: Path, monkeypatch: 
     for query in rng.standard_normal((20, 8)).astype(np.float32):
         for wanted_tags, wanted_sources in [(["claims"], []), (["people"], []), (["it", "claims"], ["doc3.md"])]:
             ours = store.query(query, 10, wanted_tags, wanted_sources)
-            exact = store._query(query, 10, where_filter(wanted_tags, wanted_sources), with_text=True)
+            exact = store._nearest(query, 10, where_filter(wanted_tags, wanted_sources))
             assert [hit.chunk.id for hit in ours] == [row[0] for row in exact]
             assert [hit.chunk.text for hit in ours] == ["x"] * len(ours)
             assert all(set(wanted_tags) & set(hit.chunk.tags) for hit in ours)
