@@ -146,6 +146,7 @@ _ENV_KEYS = {
     "context_weight": "CONTEXT_WEIGHT",
     "merge_sections": "MERGE_SECTIONS",
     "expand_context": "EXPAND_CONTEXT",
+    "cached_chunks": "CACHED_CHUNKS",
     "model": "MODEL",
     "k": "K",
     "budget": "BUDGET",
