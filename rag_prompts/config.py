@@ -10,14 +10,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
+from .limits import DEFAULT_REPLY_RESERVE, context_limit
 from .store import CACHED_CHUNKS
 
 CONFIG_FILE_NAME = "rag_prompts.toml"
 ENV_PREFIX = "RAG_PROMPTS_"
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+DEFAULT_PAYLOAD_BUDGET = 8_192 - DEFAULT_REPLY_RESERVE
 
 
 @cache
@@ -36,6 +38,11 @@ class AgentProfile(BaseModel):
     budget: int | None = Field(default=None, ge=1)
     tags: tuple[str, ...] = ()
     model: str | None = None
+    context_limit: int | None = Field(default=None, ge=256)
+    reply_reserve: int | None = Field(default=None, ge=0)
+    history_turns: int | None = Field(default=None, ge=0)
+    summary_tokens: int | None = Field(default=None, ge=0)
+    tool_output_tokens: int | None = Field(default=None, ge=64)
 
 
 class ResolvedProfile(BaseModel):
@@ -49,6 +56,19 @@ class ResolvedProfile(BaseModel):
     budget: int = Field(ge=1)
     tags: tuple[str, ...]
     model: str = Field(min_length=1)
+    payload_budget: int = Field(default=DEFAULT_PAYLOAD_BUDGET, ge=1)  # context limit - reply reserve
+    history_turns: int = Field(default=0, ge=0)  # 0: as many turns as fit
+    summary_tokens: int = Field(default=256, ge=0)  # 0: dropped history is not summarised
+    tool_output_tokens: int = Field(default=1000, ge=64)
+
+    @model_validator(mode="after")
+    def _room_for_the_conversation(self) -> ResolvedProfile:
+        if self.budget + self.tool_output_tokens > self.payload_budget:
+            raise ValueError(
+                f"budget ({self.budget}) + tool_output_tokens ({self.tool_output_tokens}) must fit the payload budget"
+                f" ({self.payload_budget} = context_limit - reply_reserve); raise context_limit or lower the others"
+            )
+        return self
 
 
 class Settings(BaseModel):
@@ -70,6 +90,13 @@ class Settings(BaseModel):
     merge_sections: bool = True
     expand_context: bool = True
     model: str = "gpt-4"
+    context_limit: int | None = Field(default=None, ge=256)  # None: the model's known context window
+    reply_reserve: int = Field(default=DEFAULT_REPLY_RESERVE, ge=0)
+    history_turns: int = Field(default=0, ge=0)
+    summary_tokens: int = Field(default=256, ge=0)
+    tool_output_tokens: int = Field(default=1000, ge=64)
+    payload_log: str = ""  # a JSONL file every agent's per-call token record is appended to ("": logger only)
+    artifacts: str = ""  # where large tool outputs are stored ("": beside the store)
     k: int = Field(default=20, ge=1, le=200)
     budget: int = Field(default=1500, ge=1)
     base_message: str = Field(default_factory=lambda: packaged_prompt("base_message"))
@@ -96,6 +123,16 @@ class Settings(BaseModel):
         if self.store.startswith(("http://", "https://")) or self.store == ":memory:":
             return self.store
         return str(self.resolve_path(self.store))
+
+    @property
+    def artifacts_folder(self) -> Path:
+        """Where large tool outputs are stored: `artifacts`, else an `artifacts` folder beside a folder store."""
+        if self.artifacts:
+            return self.resolve_path(self.artifacts)
+        location = self.store_location
+        if location.startswith(("http://", "https://")) or location == ":memory:":
+            return self.resolve_path(".rag_prompts/artifacts")
+        return Path(location).parent / "artifacts"
 
     @property
     def corpus_paths(self) -> list[Path]:
@@ -125,12 +162,21 @@ class Settings(BaseModel):
             "tags": profile.tags,
             "model": profile.model or self.model,
         }
+        for key in ("context_limit", "reply_reserve", "history_turns", "summary_tokens", "tool_output_tokens"):
+            chosen = overrides.pop(key, None)
+            values[key] = chosen if chosen is not None else _first_set(getattr(profile, key), getattr(self, key))
         values.update({key: value for key, value in overrides.items() if value is not None})
+        limit = values.pop("context_limit") or context_limit(values["model"])
+        values["payload_budget"] = limit - values.pop("reply_reserve")
         try:
             return ResolvedProfile(**values)
         except ValidationError as error:
             where = f"agent {agent!r}" if agent else "default profile"
             raise ConfigError(f"{where}: {_describe(error, {})}") from error
+
+
+def _first_set(*values: Any) -> Any:
+    return next((value for value in values if value is not None), None)
 
 
 _ENV_KEYS = {
@@ -151,6 +197,13 @@ _ENV_KEYS = {
     "k": "K",
     "budget": "BUDGET",
     "base_message": "BASE_MESSAGE",
+    "context_limit": "CONTEXT_LIMIT",
+    "reply_reserve": "REPLY_RESERVE",
+    "history_turns": "HISTORY_TURNS",
+    "summary_tokens": "SUMMARY_TOKENS",
+    "tool_output_tokens": "TOOL_OUTPUT_TOKENS",
+    "payload_log": "PAYLOAD_LOG",
+    "artifacts": "ARTIFACTS",
 }
 
 

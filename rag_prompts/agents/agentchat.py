@@ -12,13 +12,18 @@ from autogen_core.model_context import ChatCompletionContext, UnboundedChatCompl
 from autogen_core.models import (
     AssistantMessage,
     ChatCompletionClient,
+    FunctionExecutionResult,
     FunctionExecutionResultMessage,
     LLMMessage,
     SystemMessage,
     UserMessage,
 )
+from autogen_core.tools import FunctionTool
 
-from ..errors import ConfigError
+from ..artifacts import READ_TOOL_NAME, ArtifactStore, offload
+from ..errors import ConfigError, RagPromptsError
+from ..history import HistoryGuard, HistoryPolicy, Item, Summariser
+from ..payload_log import PayloadLog, PayloadRecord, by_role, payload_log
 from ..records import ComposedPrompt, ModelCall
 from ..tokens import TokenCounter, token_counter
 from .prompter import TaskPrompter
@@ -39,22 +44,39 @@ def message_text(message: UserMessage) -> str:
 
 
 class PolicyContext(ChatCompletionContext):
-    """Keeps the history in `history` and, on every `get_messages`, puts exactly one system message first: the
-    agent's base message plus the policy chunks for the latest user message, composed within its budget.
+    """Keeps the history in `history` and, on every `get_messages`, returns a payload within the agent's payload
+    budget: exactly one system message first (the base message plus the policy chunks for the latest user message,
+    composed within its budget), then the history the `HistoryGuard` keeps (see `rag_prompts.history`).
 
-    System messages added by others (memories, handoffs) are dropped with a warning, so none pile up."""
+    Tool results over `tool_output_tokens` are stored outside the prompt when they arrive (see `artifacts`), and a
+    `PayloadRecord` is logged before every call. System messages added by others (memories, handoffs) are dropped
+    with a warning, so none pile up."""
 
     def __init__(
         self,
         prompter: TaskPrompter,
         history: ChatCompletionContext | None = None,
         on_call: Callable[[ModelCall], None] | None = None,
+        *,
+        artifacts: ArtifactStore | None = None,
+        log: PayloadLog | None = None,
+        summariser: Summariser | None = None,
     ) -> None:
         super().__init__()
         self.prompter = prompter
         self.history = history if history is not None else UnboundedChatCompletionContext()
         self.on_call = on_call  # told what is sent, before every model call
         self.task = ""  # the latest user/task message
+        profile = prompter.profile
+        self.counter = token_counter(profile.model)
+        policy = HistoryPolicy(max_turns=profile.history_turns or None, summary_tokens=profile.summary_tokens)
+        self.guard = HistoryGuard(profile.payload_budget, self.counter, policy)
+        if summariser is not None:
+            self.guard.summariser = summariser
+        self.artifacts = artifacts
+        self.log = log or PayloadLog()
+        self.calls = 0
+        self._offloaded: list[str] = []
 
     @property
     def name(self) -> str:
@@ -71,28 +93,123 @@ class PolicyContext(ChatCompletionContext):
             return
         if isinstance(message, UserMessage):
             self.task = message_text(message)
+        if isinstance(message, FunctionExecutionResultMessage) and self.artifacts is not None:
+            message = FunctionExecutionResultMessage(content=[self._offload(result) for result in message.content])
         await self.history.add_message(message)
+
+    def _offload(self, result: FunctionExecutionResult) -> FunctionExecutionResult:
+        assert self.artifacts is not None
+        cap = self.prompter.profile.tool_output_tokens
+        text, stored = offload(result.content, cap, self.artifacts, self.counter)
+        if stored is None:
+            return result
+        self._offloaded.append(stored.id)
+        return result.model_copy(update={"content": text})
 
     async def get_messages(self) -> list[LLMMessage]:
         history = [message for message in await self.history.get_messages() if not isinstance(message, SystemMessage)]
         prompt = await asyncio.to_thread(self.prompter.prompt_for, self.task)  # retrieval must not block the loop
-        messages: list[LLMMessage] = [SystemMessage(content=prompt.system_message), *history]
+        items, owners = to_items(history)
+        fitted = self.guard.fit(prompt.system_message, items)
+        messages: list[LLMMessage] = [SystemMessage(content=prompt.system_message)]
+        messages += rebuild(history, owners, dict(fitted.keep), fitted.summary)
+        self.calls += 1
+        sent = [Item("system", prompt.system_message), *payload_items(messages[1:])]
+        per_role, tokens, total = by_role(sent, self.counter)
+        self.log.emit(
+            PayloadRecord(
+                self.name,
+                self.calls,
+                per_role,
+                tokens,
+                total,
+                self.guard.budget,
+                fitted.dropped,
+                fitted.orphans,
+                fitted.cut,
+                self.counter.count(fitted.summary) if fitted.summary else 0,
+                tuple(self._offloaded),
+            )  # fmt: skip
+        )
+        self._offloaded.clear()
         if self.on_call is not None:
-            tokens = payload_tokens(messages, token_counter(self.prompter.profile.model))
-            self.on_call(ModelCall(self.name, prompt, len(messages), tokens))
+            self.on_call(ModelCall(self.name, prompt, len(messages), total))
         return messages
 
     async def clear(self) -> None:
         await self.history.clear()
         self.task = ""
+        self.guard.reset()
 
     async def save_state(self) -> Mapping[str, Any]:
-        return await self.history.save_state()
+        return {
+            "history": await self.history.save_state(),
+            "summary": self.guard.summary,
+            "summarised": self.guard.summarised,
+        }
 
     async def load_state(self, state: Mapping[str, Any]) -> None:
-        await self.history.load_state(state)
+        if "history" in state:
+            await self.history.load_state(state["history"])
+            self.guard.summary, self.guard.summarised = str(state["summary"]), int(state["summarised"])
+        else:  # saved before the history guard existed
+            await self.history.load_state(state)
         users = [message for message in await self.history.get_messages() if isinstance(message, UserMessage)]
         self.task = message_text(users[-1]) if users else ""
+
+
+def to_items(messages: Sequence[LLMMessage]) -> tuple[list[Item], list[tuple[int, int]]]:
+    """The history as `Item`s, and for each item its message index and result index (-1: the whole message)."""
+    items: list[Item] = []
+    owners: list[tuple[int, int]] = []
+    for index, message in enumerate(messages):
+        if isinstance(message, FunctionExecutionResultMessage):
+            for position, result in enumerate(message.content):
+                items.append(Item("tool", result.content, answers=result.call_id))
+                owners.append((index, position))
+            continue
+        if isinstance(message, AssistantMessage):
+            if isinstance(message.content, str):
+                items.append(Item("assistant", message.content))
+            else:
+                text = "".join(call.name + call.arguments for call in message.content)
+                items.append(Item("assistant", text, calls=tuple(call.id for call in message.content)))
+        elif isinstance(message, UserMessage):
+            items.append(Item("user", message_text(message)))
+        else:
+            continue
+        owners.append((index, -1))
+    return items, owners
+
+
+def rebuild(
+    messages: Sequence[LLMMessage], owners: Sequence[tuple[int, int]], keep: Mapping[int, str], summary: str
+) -> list[LLMMessage]:
+    """The kept messages, in order, with shortened texts where the guard cut them, and the summary after the
+    original task (or first, when the task is not kept)."""
+    results: dict[int, list[FunctionExecutionResult]] = {}
+    kept: dict[int, LLMMessage] = {}
+    for item_index, text in sorted(keep.items()):
+        message_index, position = owners[item_index]
+        message = messages[message_index]
+        if isinstance(message, FunctionExecutionResultMessage):
+            results.setdefault(message_index, []).append(message.content[position].model_copy(update={"content": text}))
+            kept[message_index] = message
+        elif isinstance(message, UserMessage | AssistantMessage) and isinstance(message.content, str):
+            kept[message_index] = message if message.content == text else message.model_copy(update={"content": text})
+        else:
+            kept[message_index] = message
+    out: list[LLMMessage] = []
+    for message_index in sorted(kept):
+        message = kept[message_index]
+        if message_index in results:
+            message = FunctionExecutionResultMessage(content=results[message_index])
+        out.append(message)
+    if summary:
+        note = UserMessage(content=summary, source="rag_prompts")
+        first_user = next((i for i, message in enumerate(out) if isinstance(message, UserMessage)), None)
+        out.insert(0 if first_user is None else first_user + 1, note)
+    return out
 
 
 def build_agentchat_agent(
@@ -106,13 +223,35 @@ def build_agentchat_agent(
         if key in agent_kwargs:
             raise ConfigError(f"build_agent({prompter.name!r}): `{key}` is not accepted: {why}")
     history = agent_kwargs.pop("model_context", None)
+    summariser = agent_kwargs.pop("summariser", None)
     agent_kwargs.setdefault("description", first_sentence(prompter.profile.base_message))
+    settings = prompter.pipeline.settings
+    artifacts = ArtifactStore(settings.artifacts_folder)
+    tools = list(agent_kwargs.pop("tools", None) or [])
+    if tools:  # only an agent with tools gets tool outputs, so only it needs to read stored ones back
+        tools.append(stored_output_tool(artifacts, prompter.profile.tool_output_tokens, prompter.profile.model))
+    context = PolicyContext(
+        prompter, history, on_call, artifacts=artifacts, log=payload_log(settings.payload_log), summariser=summariser
+    )
     return AssistantAgent(
-        prompter.name,
-        model_client,
-        system_message=None,
-        model_context=PolicyContext(prompter, history, on_call),
-        **agent_kwargs,
+        prompter.name, model_client, system_message=None, model_context=context, tools=tools or None, **agent_kwargs
+    )
+
+
+def stored_output_tool(artifacts: ArtifactStore, max_tokens: int, model: str) -> FunctionTool:
+    """The tool an agent reads a stored tool output back with, one page (within the tool-output cap) at a time."""
+    counter = token_counter(model)
+
+    def read_stored_output(output_id: str, page: int = 1) -> str:
+        try:
+            return artifacts.page(output_id, page, max_tokens, counter)
+        except RagPromptsError as error:
+            return f"[{error}]"
+
+    return FunctionTool(
+        read_stored_output,
+        name=READ_TOOL_NAME,
+        description="Read a tool output that was stored outside the conversation, by its id, one page at a time.",
     )
 
 
@@ -121,25 +260,17 @@ def first_sentence(text: str) -> str:
     return sentence if sentence.endswith(".") else sentence + "."
 
 
-def payload_messages(messages: Sequence[LLMMessage]) -> list[tuple[str, str]]:
-    """The (role, text) pairs a chat API receives for `messages`: tool calls as name + JSON arguments, one
-    message per tool result."""
-    pairs: list[tuple[str, str]] = []
+def payload_items(messages: Sequence[LLMMessage]) -> list[Item]:
+    """The messages as a chat API receives them (tool calls as name + JSON arguments, one message per result)."""
+    items: list[Item] = []
     for message in messages:
         if isinstance(message, SystemMessage):
-            pairs.append(("system", message.content))
-        elif isinstance(message, UserMessage):
-            pairs.append(("user", message_text(message)))
-        elif isinstance(message, AssistantMessage):
-            if isinstance(message.content, str):
-                pairs.append(("assistant", message.content))
-            else:
-                pairs.append(("assistant", "".join(call.name + call.arguments for call in message.content)))
-        elif isinstance(message, FunctionExecutionResultMessage):
-            pairs.extend(("tool", result.content) for result in message.content)
-    return pairs
+            items.append(Item("system", message.content))
+        else:
+            items.extend(to_items([message])[0])
+    return items
 
 
 def payload_tokens(messages: Sequence[LLMMessage], counter: TokenCounter) -> int:
-    """Tokens of the whole payload a model receives for `messages`, message overhead included."""
-    return counter.count_chat(payload_messages(messages))
+    """Tokens of the whole payload a model receives for `messages`, message and tool-call overhead included."""
+    return by_role(payload_items(messages), counter)[2]
