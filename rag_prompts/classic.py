@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from .agents.prompter import TaskPrompter
 from .errors import ConfigError
+from .history import Summariser
 from .pipeline import Pipeline
 
 if TYPE_CHECKING:
@@ -28,12 +29,19 @@ def build_agent(
     budget: int | None = None,
     tags: Sequence[str] | None = None,
     model: str | None = None,
+    context_limit: int | None = None,
+    reply_reserve: int | None = None,
+    history_turns: int | None = None,
+    summary_tokens: int | None = None,
+    tool_output_tokens: int | None = None,
+    summariser: Summariser | None = None,
     task: str | None = None,
     **agent_kwargs: Any,
 ) -> AssistantAgent:
     """An AG2 `autogen.AssistantAgent` for the `[agents.NAME]` profile, its system message recomposed for the
     latest user message before every reply (the same rules as `rag_prompts.build_agent`). `llm_config` is AG2's
-    (a dict or `autogen.LLMConfig`); other keywords go to `AssistantAgent`."""
+    (a dict or `autogen.LLMConfig`); other keywords go to `AssistantAgent`. The payload is bounded by a
+    `TransformMessages` capability with a `PayloadTransform` (the same rules as the AgentChat agents)."""
     try:
         from .agents.ag2 import build_ag2_agent
     except ImportError as error:
@@ -49,9 +57,14 @@ def build_agent(
         budget=budget,
         tags=tags,
         model=model,
+        context_limit=context_limit,
+        reply_reserve=reply_reserve,
+        history_turns=history_turns,
+        summary_tokens=summary_tokens,
+        tool_output_tokens=tool_output_tokens,
         task=task,
     )
-    return build_ag2_agent(prompter, llm_config, **agent_kwargs)
+    return build_ag2_agent(prompter, llm_config, summariser=summariser, **agent_kwargs)
 
 
 __all__ = ["build_agent"]

@@ -14,6 +14,7 @@ from .config import load_settings
 from .dataset import doc_id_of, load_dataset, read_queries, restriction, sources_by_doc_id
 from .errors import ConfigError, RagPromptsError
 from .evaluate import DEFAULT_BUDGETS, evaluate, plot
+from .payload_log import read_log, summarise_log
 from .pipeline import Pipeline
 
 
@@ -185,6 +186,25 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_log(args: argparse.Namespace) -> int:
+    """Per agent: calls, peak and mean payload against the budget, and what was trimmed or offloaded."""
+    path = Path(args.file)
+    if not path.is_file():
+        raise RagPromptsError(f"{path}: no such payload log (set `payload_log` in the settings to write one)")
+    summary = summarise_log(read_log(path))
+    if args.json:
+        _print_json(summary)
+        return 0
+    headers = ["agent", "calls", "peak", "mean", "budget", "peak/budget", "over", "dropped", "cut", "offloaded"]
+    rows = [
+        (row["agent"], row["calls"], row["peak"], row["mean"], row["budget"], f"{row['peak_share']:.0%}", row["over"],
+         row["dropped"], row["cut"], row["offloaded"])
+        for row in summary
+    ]  # fmt: skip
+    print(_table(rows, headers))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rag-prompts", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -222,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--base-message", help="the base message every method starts with")
     evaluation.add_argument("--no-baselines", action="store_true", help="score rag-prompts only")
     evaluation.add_argument("--k", type=int, help="passages per message (default: the settings' k)")
+    log = command("log", cmd_log, "summarise a payload log (JSON lines): peak tokens per agent")
+    log.add_argument("file", metavar="FILE")
     return parser
 
 

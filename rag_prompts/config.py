@@ -220,11 +220,11 @@ def _describe(error: ValidationError, origin: Mapping[str, str]) -> str:
     problems = []
     for item in error.errors():
         key = ".".join(str(part) for part in item["loc"])
-        where = origin.get(str(item["loc"][0]), "")
+        where = origin.get(str(item["loc"][0]), "") if item["loc"] else ""
         if item["type"] == "extra_forbidden":
             problems.append(f"{where}{key}: unknown setting")
         else:
-            problems.append(f"{where}{key}: {item['msg']}")
+            problems.append(f"{where}{key}: {item['msg']}" if key else str(item["msg"]))
     return "; ".join(problems)
 
 

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..history import Summariser
 from ..pipeline import Pipeline
 from ..records import ModelCall
 from .prompter import TaskPrompter
@@ -26,6 +27,12 @@ def build_agent(
     budget: int | None = None,
     tags: Sequence[str] | None = None,
     model: str | None = None,
+    context_limit: int | None = None,
+    reply_reserve: int | None = None,
+    history_turns: int | None = None,
+    summary_tokens: int | None = None,
+    tool_output_tokens: int | None = None,
+    summariser: Summariser | None = None,
     task: str | None = None,
     on_call: Callable[[ModelCall], None] | None = None,
     **agent_kwargs: Any,
@@ -38,6 +45,10 @@ def build_agent(
     the budget is counted in). Other keywords go to `AssistantAgent` (tools, handoffs, description, ...); a
     `model_context` given there keeps the history and is wrapped. `on_call` is told, before every model call,
     what is sent (a `ModelCall`). `pipeline` defaults to one shared per `config` (default: ./rag_prompts.toml).
+
+    The whole payload (system message, history, tool calls and results) stays within the payload budget,
+    `context_limit - reply_reserve` (see `rag_prompts.history`): `history_turns`, `summary_tokens`,
+    `tool_output_tokens` and `summariser` override the profile's history and tool-output policy.
     """
     from .agentchat import build_agentchat_agent
 
@@ -50,9 +61,14 @@ def build_agent(
         budget=budget,
         tags=tags,
         model=model,
+        context_limit=context_limit,
+        reply_reserve=reply_reserve,
+        history_turns=history_turns,
+        summary_tokens=summary_tokens,
+        tool_output_tokens=tool_output_tokens,
         task=task,
     )
-    return build_agentchat_agent(prompter, model_client, on_call, **agent_kwargs)
+    return build_agentchat_agent(prompter, model_client, on_call, summariser=summariser, **agent_kwargs)
 
 
 __all__ = ["TaskPrompter", "build_agent"]

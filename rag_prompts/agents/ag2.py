@@ -3,11 +3,17 @@ AG2's own `update_agent_state_before_reply` hook with an `UpdateSystemMessage`."
 
 # No `from __future__ import annotations` here: AG2 checks that the updater's return annotation *is* `str`.
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from autogen import AssistantAgent, ConversableAgent, UpdateSystemMessage
+from autogen.agentchat.contrib.capabilities.transform_messages import TransformMessages
 
-from ..errors import ConfigError
+from ..artifacts import ArtifactStore, offload
+from ..errors import ConfigError, RagPromptsError
+from ..history import HistoryGuard, HistoryPolicy, Item, Summariser
+from ..payload_log import PayloadLog, PayloadRecord, by_role, payload_log
+from ..tokens import token_counter
 from .prompter import TaskPrompter
 
 
@@ -37,12 +43,171 @@ def build_ag2_agent(prompter: TaskPrompter, llm_config: Any, **agent_kwargs: Any
         return prompter.prompt_for(latest_user_text(messages)).system_message
 
     theirs = agent_kwargs.pop("update_agent_state_before_reply", None) or []
+    summariser = agent_kwargs.pop("summariser", None)
     hooks = [UpdateSystemMessage(compose_system_message), *(theirs if isinstance(theirs, list) else [theirs])]
     agent_kwargs.setdefault("description", prompter.profile.base_message)
-    return AssistantAgent(
+    agent = AssistantAgent(
         name=prompter.name,
         system_message=prompter.prompt_for("").system_message,
         llm_config=llm_config,
         update_agent_state_before_reply=hooks,
         **agent_kwargs,
     )
+    settings = prompter.pipeline.settings
+    guard = PayloadTransform(
+        agent, prompter, ArtifactStore(settings.artifacts_folder), payload_log(settings.payload_log), summariser
+    )
+    TransformMessages(transforms=[guard], verbose=False).add_to_agent(agent)  # runs after the system message hook
+    return agent
+
+
+class PayloadTransform:
+    """An AG2 `MessageTransform` (for `TransformMessages`) that keeps an agent's whole payload within its payload
+    budget: the same `HistoryGuard` rules as the AgentChat context, tool outputs over the cap stored outside the
+    prompt, and a `PayloadRecord` logged before every call. It reads the system message the agent will send, so
+    it must run after the agent's system message was composed (the factory sees to that)."""
+
+    def __init__(
+        self,
+        agent: ConversableAgent,
+        prompter: TaskPrompter,
+        artifacts: ArtifactStore,
+        log: PayloadLog,
+        summariser: Summariser | None = None,
+    ) -> None:
+        profile = prompter.profile
+        self.agent = agent
+        self.name = prompter.name
+        self.counter = token_counter(profile.model)
+        self.cap = profile.tool_output_tokens
+        policy = HistoryPolicy(max_turns=profile.history_turns or None, summary_tokens=profile.summary_tokens)
+        self.guard = HistoryGuard(profile.payload_budget, self.counter, policy)
+        if summariser is not None:
+            self.guard.summariser = summariser
+        self.artifacts = artifacts
+        self.log = log
+        self.calls = 0
+        self._stored: set[str] = set()
+        self._last = ""
+
+    def apply_transform(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        system = self.agent.system_message
+        offloaded = self._offload(messages)
+        items, owners = ag2_items(messages)
+        fitted = self.guard.fit(system, items)
+        kept = ag2_rebuild(messages, owners, dict(fitted.keep), fitted.summary)
+        self.calls += 1
+        sent = [Item("system", system), *ag2_items(kept)[0]]
+        per_role, tokens, total = by_role(sent, self.counter)
+        summary_tokens = self.counter.count(fitted.summary) if fitted.summary else 0
+        record = PayloadRecord(
+            self.name, self.calls, per_role, tokens, total, self.guard.budget, fitted.dropped, fitted.orphans,
+            fitted.cut, summary_tokens, tuple(offloaded),
+        )  # fmt: skip
+        self.log.emit(record)
+        self._last = f"{self.name}: payload {total} of {self.guard.budget} tokens; {fitted.dropped} messages left out"
+        return kept
+
+    def get_logs(
+        self, pre_transform_messages: list[dict[str, Any]], post_transform_messages: list[dict[str, Any]]
+    ) -> tuple[str, bool]:
+        return self._last, pre_transform_messages != post_transform_messages
+
+    def _offload(self, messages: list[dict[str, Any]]) -> list[str]:
+        """Replace tool outputs over the cap (in these copies) by references; the ids stored for the first time."""
+        new: list[str] = []
+        for message in messages:
+            responses = message.get("tool_responses") or []
+            for response in responses:
+                text, stored = offload(str(response.get("content") or ""), self.cap, self.artifacts, self.counter)
+                response["content"] = text
+                if stored is not None and stored.id not in self._stored:
+                    self._stored.add(stored.id)
+                    new.append(stored.id)
+            if responses:
+                message["content"] = "\n\n".join(str(response["content"]) for response in responses)
+        return new
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return ""
+
+
+def ag2_items(messages: Sequence[dict[str, Any]]) -> tuple[list[Item], list[tuple[int, int]]]:
+    """AG2 messages as `Item`s, each with its message index and tool-response index (-1: the whole message).
+    A tool message's responses are separate items, as AG2 sends them; a legacy function result answers the
+    latest function call of that name."""
+    items: list[Item] = []
+    owners: list[tuple[int, int]] = []
+    for index, message in enumerate(messages):
+        role = message.get("role")
+        if message.get("tool_responses"):
+            for position, response in enumerate(message["tool_responses"]):
+                items.append(Item("tool", _text(response.get("content")), answers=str(response.get("tool_call_id"))))
+                owners.append((index, position))
+            continue
+        if message.get("tool_calls"):
+            calls = message["tool_calls"]
+            text = _text(message.get("content")) + "".join(
+                call["function"]["name"] + call["function"]["arguments"] for call in calls
+            )
+            items.append(Item("assistant", text, calls=tuple(str(call["id"]) for call in calls)))
+        elif message.get("function_call"):
+            call = message["function_call"]
+            items.append(Item("assistant", call["name"] + call["arguments"], calls=(f"function:{call['name']}",)))
+        elif role == "function":
+            items.append(Item("tool", _text(message.get("content")), answers=f"function:{message.get('name')}"))
+        elif role == "tool" and message.get("tool_call_id"):
+            items.append(Item("tool", _text(message.get("content")), answers=str(message["tool_call_id"])))
+        elif role in ("user", "assistant"):
+            items.append(Item(str(role), _text(message.get("content"))))
+        else:
+            continue
+        owners.append((index, -1))
+    return items, owners
+
+
+def ag2_rebuild(
+    messages: Sequence[dict[str, Any]], owners: Sequence[tuple[int, int]], keep: dict[int, str], summary: str
+) -> list[dict[str, Any]]:
+    """The kept AG2 messages, in order, with shortened texts where the guard cut them, and the summary after the
+    original task (or first)."""
+    kept: dict[int, dict[str, Any]] = {}
+    for item_index, text in sorted(keep.items()):
+        message_index, position = owners[item_index]
+        message = kept.setdefault(message_index, dict(messages[message_index]))
+        if position >= 0:
+            responses = message.setdefault("_kept", [])
+            responses.append({**messages[message_index]["tool_responses"][position], "content": text})
+        elif isinstance(message.get("content"), str) and not message.get("tool_calls"):
+            message["content"] = text
+    out = []
+    for message_index in sorted(kept):
+        message = kept[message_index]
+        if "_kept" in message:
+            message["tool_responses"] = message.pop("_kept")
+            message["content"] = "\n\n".join(str(response["content"]) for response in message["tool_responses"])
+        out.append(message)
+    if summary:
+        first_user = next((n for n, message in enumerate(out) if message.get("role") == "user"), -1)
+        out.insert(first_user + 1, {"role": "user", "content": summary, "name": "rag_prompts"})
+    return out
+
+
+def stored_output_reader(artifacts: ArtifactStore, max_tokens: int, model: str) -> Callable[[str, int], str]:
+    """`read_stored_output(output_id, page=1)` for an AG2 agent: register it with `autogen.register_function`
+    (caller: the agent; executor: whoever runs its tools)."""
+    counter = token_counter(model)
+
+    def read_stored_output(output_id: str, page: int = 1) -> str:
+        """Read a tool output that was stored outside the conversation, by its id, one page at a time."""
+        try:
+            return artifacts.page(output_id, page, max_tokens, counter)
+        except RagPromptsError as error:
+            return f"[{error}]"
+
+    return read_stored_output

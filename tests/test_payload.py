@@ -1,0 +1,306 @@
+"""The whole payload stays within each agent's payload budget, for AgentChat and classic (AG2) agents alike:
+checked on what the model client receives over 100-turn conversations, tool-call chains with 200 KB outputs and
+group chats, with the per-call token log and `rag-prompts log` on top."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from autogen_agentchat.teams import RoundRobinGroupChat
+from autogen_core import FunctionCall
+from autogen_core.models import (
+    AssistantMessage,
+    CreateResult,
+    FunctionExecutionResultMessage,
+    LLMMessage,
+    RequestUsage,
+    SystemMessage,
+    UserMessage,
+)
+from autogen_ext.models.replay import ReplayChatCompletionClient
+
+from rag_prompts import ConfigError, Pipeline, build_agent, load_settings
+from rag_prompts.agents.ag2 import ag2_items
+from rag_prompts.agents.agentchat import payload_items, payload_tokens
+from rag_prompts.classic import build_agent as build_classic_agent
+from rag_prompts.history import Item
+from rag_prompts.payload_log import read_log, summarise_log
+from rag_prompts.tokens import token_counter
+
+from .conftest import CONFIG
+from .test_agents import SINGLE_SYSTEM_MESSAGE, sent
+from .test_classic import LLM_CONFIG
+
+TASK = "Triage the storm claims in region 4 and list every one that needs a referral."
+SMALL = {"context_limit": 4096, "reply_reserve": 512, "budget": 1200, "tool_output_tokens": 600}
+
+
+def blob(turn: int) -> str:
+    """About 200 KB of JSON, as a claims system's bulk export would return."""
+    rows = [
+        {"claim": f"CLM-{turn}-{n:05d}", "region": 4, "reserve": n * 37 % 90_000, "status": "open"} for n in range(2800)
+    ]
+    return json.dumps(rows)
+
+
+def whole_units(items: Sequence[Item]) -> None:
+    """Each tool result follows the call it answers; each call is followed by all its results."""
+    for index, item in enumerate(items):
+        if item.role == "tool":
+            assert any(item.answers in other.calls for other in items[:index]), f"orphaned result {index}"
+        for call in item.calls:
+            assert any(other.answers == call for other in items[index + 1 :]), f"call {call} without its result"
+
+
+def check_payloads(payloads: Sequence[Sequence[Item]], budget: int, model: str = "gpt-4") -> list[int]:
+    """Every payload: one system message first, within budget, the task in it, no orphans; the token totals."""
+    counter = token_counter(model)
+    totals = []
+    for items in payloads:
+        assert [item.role for item in items].count("system") == 1 and items[0].role == "system"
+        total = 3 + sum(3 + counter.count(i.role) + counter.count(i.text) + 8 * len(i.calls) for i in items)
+        assert total <= budget, f"{total} tokens over the payload budget of {budget}"
+        assert any(item.role == "user" and item.text.startswith(TASK[:40]) for item in items), "the task was dropped"
+        whole_units(items[1:])
+        totals.append(total)
+    return totals
+
+
+# --- AgentChat ------------------------------------------------------------------------------------------
+
+
+def agentchat_payloads(client: ReplayChatCompletionClient) -> list[list[Item]]:
+    return [payload_items(messages) for messages in sent(client)]
+
+
+def test_agentchat_100_turns_stay_within_the_payload_budget(corpus_pipeline: Pipeline) -> None:
+    client = ReplayChatCompletionClient(
+        [f"Turn {n}: noted; " + "the reserve and the deadline apply. " * 30 for n in range(100)],
+        model_info=SINGLE_SYSTEM_MESSAGE,
+    )
+    agent = build_agent("claims_triage", client, pipeline=corpus_pipeline, **SMALL)
+    asyncio.run(agent.run(task=TASK))
+    for turn in range(1, 100):
+        asyncio.run(agent.run(task=f"Next claim {turn}: storm damage, reported {turn} days late. " * 3))
+    payloads = agentchat_payloads(client)
+    assert len(payloads) == 100
+    totals = check_payloads(payloads, 4096 - 512)
+    assert max(totals) > 3000  # the budget is used, not just respected
+    assert any(item.text.startswith("Summary of earlier messages") for item in payloads[-1])
+    assert payloads[-1][-1].text.startswith("Next claim 99")
+
+
+def test_agentchat_tool_chain_with_200_kb_outputs(corpus_pipeline: Pipeline, tmp_path: Path) -> None:
+    exports: list[str] = []
+
+    def export_claims(region: int) -> str:
+        """Export every open claim of a region as JSON."""
+        exports.append(blob(len(exports)))
+        return exports[-1]
+
+    replies: list[str | CreateResult] = []
+    tasks = []
+    for turn in range(30):
+        if turn % 10 == 0:
+            call = FunctionCall(id=f"call-{turn}", name="export_claims", arguments=json.dumps({"region": 4}))
+            replies.append(
+                CreateResult(finish_reason="function_calls", content=[call], usage=RequestUsage(0, 0), cached=False)
+            )
+        replies.append(f"Turn {turn} handled.")
+        tasks.append(TASK if turn == 0 else f"Turn {turn}: what next for the region 4 storm claims?")
+    client = ReplayChatCompletionClient(replies, model_info=SINGLE_SYSTEM_MESSAGE)
+    agent = build_agent(
+        "claims_triage", client, pipeline=corpus_pipeline, tools=[export_claims], reflect_on_tool_use=True, **SMALL
+    )
+    for task in tasks:
+        asyncio.run(agent.run(task=task))
+    payloads = agentchat_payloads(client)
+    check_payloads(payloads, 4096 - 512)
+    assert len(exports) == 3
+    texts = [item.text for items in payloads for item in items if item.role == "tool"]
+    assert texts and all(token_counter("gpt-4").count(text) <= 600 for text in texts)
+    assert all(export not in text for export in exports for text in texts)
+    stored_id = texts[0].split("id ", 1)[1].split(",", 1)[0]
+    folder = corpus_pipeline.settings.artifacts_folder
+    assert (folder / f"{stored_id}.txt").read_text("utf-8") == exports[0]
+    reader = next(tool for tool in agent._tools if tool.name == "read_stored_output")
+    page = asyncio.run(reader.run_json({"output_id": stored_id, "page": 2}, cancellation_token=_token()))
+    assert page.startswith(f"[stored output {stored_id}, page 2 of ") and token_counter("gpt-4").count(page) <= 600
+    assert page.split("\n", 1)[1] in exports[0]
+
+
+def _token() -> Any:
+    from autogen_core import CancellationToken
+
+    return CancellationToken()
+
+
+def test_agentchat_team_members_each_stay_within_their_own_budget(corpus_pipeline: Pipeline) -> None:
+    talk = "We should check the deductible, the reserve and the referral threshold again. " * 12
+    triage_client = ReplayChatCompletionClient(
+        [f"Triage {n}: {talk}" for n in range(20)], model_info=SINGLE_SYSTEM_MESSAGE
+    )
+    review_client = ReplayChatCompletionClient(
+        [f"Review {n}: {talk}" for n in range(20)], model_info=SINGLE_SYSTEM_MESSAGE
+    )
+    triage = build_agent("claims_triage", triage_client, pipeline=corpus_pipeline, context_limit=3500, budget=1200)
+    reviewer = build_agent(
+        "compliance_reviewer", review_client, pipeline=corpus_pipeline, context_limit=4500, budget=2000
+    )
+    asyncio.run(RoundRobinGroupChat([triage, reviewer], max_turns=40).run(task=TASK))
+    assert max(check_payloads(agentchat_payloads(triage_client), 3500 - 1024)) > 1500
+    assert max(check_payloads(agentchat_payloads(review_client), 4500 - 1024)) > 2500
+
+
+def test_every_call_is_logged_and_the_log_command_shows_the_peak(
+    corpus_pipeline: Pipeline, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "payload.jsonl"
+    settings = corpus_pipeline.settings.model_copy(update={"payload_log": str(log)})
+    pipeline = Pipeline(settings, embedder=corpus_pipeline.embedder, store=corpus_pipeline.store)
+    client = ReplayChatCompletionClient(["ok " * 200] * 12, model_info=SINGLE_SYSTEM_MESSAGE)
+    agent = build_agent("claims_triage", client, pipeline=pipeline, **SMALL)
+    for turn in range(12):
+        asyncio.run(agent.run(task=TASK if turn == 0 else f"Turn {turn}. " + "More detail. " * 40))
+    rows = read_log(log)
+    assert [row["call"] for row in rows] == list(range(1, 13))
+    for row, messages in zip(rows, sent(client), strict=True):
+        assert row["total"] == payload_tokens(messages, token_counter("gpt-4"))
+        assert row["budget"] == 4096 - 512 and row["agent"] == "claims_triage"
+        assert row["messages"]["system"] == 1 and sum(row["tokens"].values()) + 3 == row["total"]
+    (summary,) = summarise_log(rows)
+    assert summary["peak"] == max(row["total"] for row in rows) and summary["calls"] == 12
+
+    from rag_prompts.cli import main
+
+    assert main(["log", str(log)]) == 0
+    out = capsys.readouterr().out
+    assert "claims_triage" in out and str(summary["peak"]) in out
+
+
+def test_payload_settings_are_checked(tmp_path: Path) -> None:
+    settings = load_settings(CONFIG, environ={}, store=str(tmp_path))
+    assert settings.profile("claims_triage").payload_budget == 8192 - 1024  # gpt-4
+    assert settings.profile("claims_triage", model="gpt-4o").payload_budget == 128_000 - 1024
+    with pytest.raises(ConfigError, match="must fit the payload budget"):
+        settings.profile("claims_triage", context_limit=1500)
+
+
+# --- classic AutoGen (AG2) ------------------------------------------------------------------------------
+
+
+class ToolCallingClient:
+    """An AG2 `ModelClient` that records each request and answers from a list: text, or a tool call (a dict)."""
+
+    def __init__(self, config: dict[str, Any], *, calls: list[list[dict[str, Any]]], replies: list[Any]) -> None:
+        self.calls = calls
+        self.replies = iter(replies)
+
+    def create(self, params: dict[str, Any]) -> Any:
+        self.calls.append([dict(message) for message in params["messages"]])
+        reply = next(self.replies)
+        tool_calls = None
+        if isinstance(reply, dict):
+            function = SimpleNamespace(name=reply["name"], arguments=reply["arguments"])
+            tool_calls = [SimpleNamespace(id=reply["id"], type="function", function=function)]
+            reply = None
+        message = SimpleNamespace(role="assistant", content=reply, tool_calls=tool_calls, function_call=None)
+        return SimpleNamespace(choices=[SimpleNamespace(message=message, finish_reason="stop")], model="recording")
+
+    def message_retrieval(self, response: Any) -> list[Any]:
+        return [choice.message for choice in response.choices]
+
+    def cost(self, response: Any) -> float:
+        return 0.0
+
+    @staticmethod
+    def get_usage(response: Any) -> dict[str, Any]:
+        return {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "cost": 0.0, "model": "recording"}
+
+
+def classic_agent(name: str, pipeline: Pipeline, replies: list[Any], **overrides: Any) -> tuple[Any, list[Any]]:
+    calls: list[list[dict[str, Any]]] = []
+    config = {"config_list": [{"model": "gpt-4", "model_client_cls": "ToolCallingClient"}], "cache_seed": None}
+    agent = build_classic_agent(name, config, pipeline=pipeline, **overrides)
+    agent.register_model_client(ToolCallingClient, calls=calls, replies=replies)
+    return agent, calls
+
+
+def classic_payloads(calls: list[list[dict[str, Any]]]) -> list[list[Item]]:
+    payloads = []
+    for messages in calls:
+        system = [Item("system", str(message["content"])) for message in messages if message["role"] == "system"]
+        payloads.append(system + ag2_items([message for message in messages if message["role"] != "system"])[0])
+    return payloads
+
+
+def test_classic_100_turns_stay_within_the_payload_budget(corpus_pipeline: Pipeline) -> None:
+    replies = [f"Turn {n}: noted; " + "the reserve and the deadline apply. " * 30 for n in range(100)]
+    agent, calls = classic_agent("claims_triage", corpus_pipeline, replies, **SMALL)
+    history: list[dict[str, Any]] = []
+    for turn in range(100):
+        text = TASK if turn == 0 else f"Next claim {turn}: storm damage, reported {turn} days late. " * 3
+        history.append({"role": "user", "content": text, "name": "user"})
+        reply = agent.generate_reply(messages=history)
+        history.append({"role": "assistant", "content": reply if isinstance(reply, str) else reply["content"]})
+    payloads = classic_payloads(calls)
+    assert len(payloads) == 100
+    totals = check_payloads(payloads, 4096 - 512)
+    assert max(totals) > 3000
+    assert payloads[-1][-1].text.startswith("Next claim 99")
+
+
+def test_classic_tool_chain_with_200_kb_outputs(corpus_pipeline: Pipeline) -> None:
+    replies = [f"Turn {n} handled." for n in range(30)]
+    agent, calls = classic_agent("claims_triage", corpus_pipeline, replies, **SMALL)
+    history: list[dict[str, Any]] = []
+    exports = []
+    for turn in range(30):
+        history.append({"role": "user", "content": TASK if turn == 0 else f"Turn {turn}: what next?", "name": "user"})
+        if turn % 10 == 0:  # the model asked for an export and the executor answered with it
+            exports.append(blob(turn))
+            call = {"id": f"call-{turn}", "type": "function", "function": {"name": "export", "arguments": "{}"}}
+            history.append({"role": "assistant", "content": None, "tool_calls": [call]})
+            response = {"tool_call_id": f"call-{turn}", "role": "tool", "content": exports[-1]}
+            history.append({"role": "tool", "content": exports[-1], "tool_responses": [response]})
+        history.append({"role": "assistant", "content": agent.generate_reply(messages=history)})
+    payloads = classic_payloads(calls)
+    check_payloads(payloads, 4096 - 512)
+    tool_texts = [item.text for items in payloads for item in items if item.role == "tool"]
+    assert tool_texts and all("stored outside the prompt" in text for text in tool_texts)
+    assert all(export not in text for export in exports for text in tool_texts)
+
+
+def test_classic_two_agents_talking_each_stay_within_their_own_budget(corpus_pipeline: Pipeline) -> None:
+    talk = "We should check the deductible, the reserve and the referral threshold again. " * 12
+    triage, triage_calls = classic_agent(
+        "claims_triage", corpus_pipeline, [f"Triage {n}: {talk}" for n in range(20)], context_limit=3500
+    )
+    reviewer, review_calls = classic_agent(
+        "compliance_reviewer", corpus_pipeline, [f"Review {n}: {talk}" for n in range(20)], context_limit=4500
+    )
+    reviewer.initiate_chat(triage, message=TASK, max_turns=20, silent=True)
+    assert max(check_payloads(classic_payloads(triage_calls), 3500 - 1024)) > 1500
+    review = classic_payloads(review_calls)
+    assert max(total for total in check_payloads_without_task(review, 4500 - 1024)) > 2500
+
+
+def check_payloads_without_task(payloads: Sequence[Sequence[Item]], budget: int) -> list[int]:
+    """As check_payloads, for an agent that started the chat (its task is its own first message)."""
+    counter = token_counter("gpt-4")
+    totals = []
+    for items in payloads:
+        total = 3 + sum(3 + counter.count(i.role) + counter.count(i.text) + 8 * len(i.calls) for i in items)
+        assert total <= budget
+        whole_units(items[1:])
+        totals.append(total)
+    return totals
+
+
+_ = (AssistantMessage, FunctionExecutionResultMessage, LLMMessage, SystemMessage, UserMessage, LLM_CONFIG)
