@@ -17,6 +17,12 @@ from .errors import StoreError as StoreError
 from .ingest import IngestReport as IngestReport
 from .ingest import ingest as ingest
 from .loaders import load_document as load_document
+from .history import HistoryGuard as HistoryGuard
+from .history import HistoryPolicy as HistoryPolicy
+from .history import Item as Item
+from .history import Summariser as Summariser
+from .history import extractive_summary as extractive_summary
+from .payload_log import PayloadRecord as PayloadRecord
 from .pipeline import Pipeline as Pipeline
 from .records import Chunk as Chunk
 from .records import ComposedPrompt as ComposedPrompt
@@ -43,20 +49,26 @@ __all__ = [
     "DroppedChunk",
     "Embedder",
     "EmbeddingError",
+    "HistoryGuard",
+    "HistoryPolicy",
     "Hit",
     "IncludedChunk",
     "IngestReport",
+    "Item",
     "LoadError",
     "ModelCall",
+    "PayloadRecord",
     "Pipeline",
     "RagPromptsError",
     "SentenceTransformerEmbedder",
     "Settings",
     "StoreError",
+    "Summariser",
     "TokenCounter",
     "build_agent",
     "chunk_document",
     "compose_message",
+    "extractive_summary",
     "ingest",
     "load_document",
     "load_settings",

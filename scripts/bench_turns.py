@@ -11,6 +11,12 @@ tokens per call are counted with the configured model's encoding, message overhe
 through AutoGen's real OpenAI client for a model that takes one system message (most non-OpenAI models behind
 OpenAI-compatible servers), with the HTTP layer mocked, to show where it fails.
 
+Then the seed scenario with tools: 100 turns where every 10th turn a tool returns a 200 KB JSON export, through
+  (1) a rag-prompts agent (payload guard: history within the payload budget, large outputs stored outside),
+  (2) an AssistantAgent with AutoGen's BufferedChatCompletionContext(8),
+  (3) an AssistantAgent with no guard (the whole history),
+printing tokens per call (mean, max) and, for (2), the calls that start with a tool result whose call was cut off.
+
     python scripts/bench_turns.py [--turns 100] [--json FILE]
 """
 
@@ -19,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import statistics
 import tempfile
 import time
@@ -27,8 +34,19 @@ from pathlib import Path
 from typing import Any
 
 from autogen_agentchat.agents import AssistantAgent
+from autogen_core import EVENT_LOGGER_NAME, FunctionCall
 from autogen_core.memory import MemoryContent, MemoryMimeType
-from autogen_core.models import ChatCompletionClient, LLMMessage, ModelInfo, SystemMessage
+from autogen_core.model_context import BufferedChatCompletionContext, UnboundedChatCompletionContext
+from autogen_core.models import (
+    AssistantMessage,
+    ChatCompletionClient,
+    CreateResult,
+    FunctionExecutionResultMessage,
+    LLMMessage,
+    ModelInfo,
+    RequestUsage,
+    SystemMessage,
+)
 from autogen_ext.memory.chromadb import (
     ChromaDBVectorMemory,
     PersistentChromaDBVectorMemoryConfig,
@@ -42,6 +60,10 @@ from rag_prompts.agents.agentchat import build_agentchat_agent, payload_tokens
 from rag_prompts.embed import resolve_model
 
 ROOT = Path(__file__).resolve().parent.parent
+TOOL_MODEL = ModelInfo(
+    vision=False, function_calling=True, json_output=False, family="unknown", structured_output=False,
+    multiple_system_messages=False,
+)  # fmt: skip
 SINGLE_SYSTEM_MESSAGE = ModelInfo(
     vision=False, function_calling=False, json_output=False, family="unknown", structured_output=False,
     multiple_system_messages=False,
@@ -185,7 +207,102 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         for system, history, total in zip(system_tokens, history_tokens, results["rag_prompts"]["tokens"], strict=True)
     )
     results["rag_prompts"]["history_tokens_last_call"] = history_tokens[-1]
+    results["payload_budget"] = profile.payload_budget
+    results["rag_prompts"]["within_payload_budget"] = max(results["rag_prompts"]["tokens"]) <= profile.payload_budget
     return results
+
+
+def export_blob(turn: int) -> str:
+    """About 200 KB of JSON, as a claims system's bulk export would return."""
+    rows = [
+        {"claim": f"CLM-{turn:03d}-{n:05d}", "region": 4, "reserve": n * 37 % 90_000, "status": "open"}
+        for n in range(2800)
+    ]
+    return json.dumps(rows)
+
+
+def tool_replies(turns: int) -> list[str | CreateResult]:
+    """Every 10th turn the model asks for an export, then answers; the other turns it just answers."""
+    replies: list[str | CreateResult] = []
+    for turn in range(1, turns + 1):
+        if turn % 10 == 0:
+            call = FunctionCall(id=f"call-{turn}", name="export_claims", arguments=json.dumps({"region": 4}))
+            usage = RequestUsage(prompt_tokens=0, completion_tokens=0)
+            replies.append(CreateResult(finish_reason="function_calls", content=[call], usage=usage, cached=False))
+        replies.append(f"Turn {turn} analysed.")
+    return replies
+
+
+def orphaned_calls(calls: list[list[LLMMessage]]) -> int:
+    """Calls whose history starts with a tool result: its call was cut off (providers answer 400)."""
+    return sum(
+        1
+        for messages in calls
+        if any(isinstance(message, FunctionExecutionResultMessage) for message in messages[:2])
+        and not any(isinstance(message, AssistantMessage) for message in messages[:2])
+    )
+
+
+async def bench_tools(pipeline: Pipeline, turns: list[str]) -> dict[str, Any]:
+    profile = pipeline.settings.profile(None)
+    counter = token_counter(profile.model)
+    exports = iter(range(10_000))
+
+    def export_claims(region: int) -> str:
+        """Export every open claim of a region as JSON."""
+        return export_blob(next(exports))
+
+    results: dict[str, Any] = {
+        "payload_budget": profile.payload_budget,
+        "tool_output_tokens": profile.tool_output_tokens,
+    }
+    contexts: dict[str, Any] = {
+        "buffered_8": BufferedChatCompletionContext(buffer_size=8),
+        "no_guard": UnboundedChatCompletionContext(),
+    }
+    for label in ("rag_prompts", *contexts):
+        client = ReplayChatCompletionClient(tool_replies(len(turns)), model_info=TOOL_MODEL)
+        if label == "rag_prompts":
+            agent = build_agentchat_agent(
+                TaskPrompter(pipeline, profile), client, tools=[export_claims], reflect_on_tool_use=True
+            )
+        else:
+            agent = AssistantAgent(
+                label, client, system_message=pipeline.settings.base_message, model_context=contexts[label],
+                tools=[export_claims], reflect_on_tool_use=True,
+            )  # fmt: skip
+        started = time.perf_counter()
+        await converse(agent, turns)
+        calls = [list(call["messages"]) for call in client.create_calls]
+        tokens = [payload_tokens(messages, counter) for messages in calls]
+        results[label] = {
+            "calls": len(tokens),
+            "mean": round(statistics.fmean(tokens)),
+            "max": max(tokens),
+            "over_payload_budget": sum(total > profile.payload_budget for total in tokens),
+            "orphaned_tool_results": orphaned_calls(calls),
+            "seconds": round(time.perf_counter() - started, 1),
+            "tokens": tokens,
+        }
+    return results
+
+
+def report_tools(results: dict[str, Any]) -> None:
+    print(
+        f"\nwith tools (a 200 KB JSON export every 10th turn); payload budget {results['payload_budget']} tokens,"
+        f" tool outputs over {results['tool_output_tokens']} tokens stored outside the prompt:"
+    )
+    print(f"  {'guard':<38} {'calls':>5} {'mean':>9} {'max':>9} {'over budget':>11} {'orphaned':>8}")
+    for key, label in (
+        ("rag_prompts", "(1) rag-prompts payload guard"),
+        ("buffered_8", "(2) BufferedChatCompletionContext(8)"),
+        ("no_guard", "(3) no guard"),
+    ):
+        row = results[key]
+        print(
+            f"  {label:<38} {row['calls']:>5} {row['mean']:>9,} {row['max']:>9,} {row['over_payload_budget']:>11}"
+            f" {row['orphaned_tool_results']:>8}"
+        )
 
 
 def report(results: dict[str, Any]) -> None:
@@ -205,7 +322,8 @@ def report(results: dict[str, Any]) -> None:
     print(
         f"\n(c) system message at most {ours['max_system_tokens']}/{results['budget']} tokens on every call; the rest"
         f" is the history the agent keeps ({ours['history_tokens_last_call']} tokens on the last call)."
-        f" Within budget + history on every call: {ours['within_budget_plus_history']}"
+        f" The whole payload within the payload budget ({results['payload_budget']}) on every call:"
+        f" {ours['within_payload_budget']}"
     )
     print(f"(b) on a model that takes one system message: {results['vector_memory_one_system_message_model']}")
 
@@ -217,8 +335,12 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=100)
     parser.add_argument("--json", help="also write the figures (with every call's token count) to this file")
     args = parser.parse_args()
+    logging.getLogger(EVENT_LOGGER_NAME).setLevel(logging.ERROR)  # the replay client warns on every tool call
     results = asyncio.run(bench(args))
     report(results)
+    pipeline = Pipeline.from_config(args.config)
+    results["tools"] = asyncio.run(bench_tools(pipeline, turn_messages(args.turns, Path(args.tasks))))
+    report_tools(results["tools"])
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2), encoding="utf-8")
 
