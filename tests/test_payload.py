@@ -14,15 +14,7 @@ from typing import Any
 import pytest
 from autogen_agentchat.teams import RoundRobinGroupChat
 from autogen_core import FunctionCall
-from autogen_core.models import (
-    AssistantMessage,
-    CreateResult,
-    FunctionExecutionResultMessage,
-    LLMMessage,
-    RequestUsage,
-    SystemMessage,
-    UserMessage,
-)
+from autogen_core.models import CreateResult, RequestUsage
 from autogen_ext.models.replay import ReplayChatCompletionClient
 
 from rag_prompts import ConfigError, Pipeline, build_agent, load_settings
@@ -35,7 +27,6 @@ from rag_prompts.tokens import token_counter
 
 from .conftest import CONFIG
 from .test_agents import SINGLE_SYSTEM_MESSAGE, sent
-from .test_classic import LLM_CONFIG
 
 TASK = "Triage the storm claims in region 4 and list every one that needs a referral."
 SMALL = {"context_limit": 4096, "reply_reserve": 512, "budget": 1200, "tool_output_tokens": 600}
@@ -303,4 +294,19 @@ def check_payloads_without_task(payloads: Sequence[Sequence[Item]], budget: int)
     return totals
 
 
-_ = (AssistantMessage, FunctionExecutionResultMessage, LLMMessage, SystemMessage, UserMessage, LLM_CONFIG)
+def test_classic_group_chat_members_each_stay_within_their_own_budget(corpus_pipeline: Pipeline) -> None:
+    from autogen import GroupChat, GroupChatManager, UserProxyAgent
+
+    talk = "We should check the deductible, the reserve and the referral threshold again. " * 12
+    triage, triage_calls = classic_agent(
+        "claims_triage", corpus_pipeline, [f"Triage {n}: {talk}" for n in range(20)], context_limit=3500
+    )
+    reviewer, review_calls = classic_agent(
+        "compliance_reviewer", corpus_pipeline, [f"Review {n}: {talk}" for n in range(20)], context_limit=4500
+    )
+    user = UserProxyAgent("user", human_input_mode="NEVER", code_execution_config=False, default_auto_reply="")
+    chat = GroupChat([user, triage, reviewer], messages=[], max_round=30, speaker_selection_method="round_robin")
+    user.initiate_chat(GroupChatManager(chat, llm_config=False), message=TASK, silent=True)
+    assert len(triage_calls) >= 8 and len(review_calls) >= 8
+    assert max(check_payloads(classic_payloads(triage_calls), 3500 - 1024)) > 1500
+    assert max(check_payloads(classic_payloads(review_calls), 4500 - 1024)) > 2500
