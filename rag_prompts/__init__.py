@@ -14,14 +14,14 @@ from .errors import EmbeddingError as EmbeddingError
 from .errors import LoadError as LoadError
 from .errors import RagPromptsError as RagPromptsError
 from .errors import StoreError as StoreError
-from .ingest import IngestReport as IngestReport
-from .ingest import ingest as ingest
-from .loaders import load_document as load_document
 from .history import HistoryGuard as HistoryGuard
 from .history import HistoryPolicy as HistoryPolicy
 from .history import Item as Item
 from .history import Summariser as Summariser
 from .history import extractive_summary as extractive_summary
+from .ingest import IngestReport as IngestReport
+from .ingest import ingest as ingest
+from .loaders import load_document as load_document
 from .payload_log import PayloadRecord as PayloadRecord
 from .pipeline import Pipeline as Pipeline
 from .records import Chunk as Chunk

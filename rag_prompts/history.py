@@ -104,15 +104,8 @@ def cut_text(text: str, max_tokens: int, counter: TokenCounter) -> str:
     if room <= 1:
         return counter.truncate(text, max_tokens)
     head = counter.truncate(text, room // 2)
-    tail_room = room - counter.count(head)
-    low, high = len(head), len(text)  # the longest suffix that fits in what is left
-    while low < high:
-        middle = (low + high) // 2
-        if counter.count(text[middle:]) <= tail_room:
-            high = middle
-        else:
-            low = middle + 1
-    candidate = head + CUT_MARK + text[low:]
+    tail = counter.truncate_start(text[len(head) :], room - counter.count(head))
+    candidate = head + CUT_MARK + tail
     return candidate if counter.count(candidate) <= max_tokens else counter.truncate(candidate, max_tokens)
 
 

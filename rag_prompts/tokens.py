@@ -7,7 +7,7 @@ All counting goes through `encode_ordinary`, so untrusted text containing specia
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 
 import tiktoken
@@ -51,9 +51,10 @@ class TokenCounter:
         """The longest prefix of `text` (cut at a character boundary) of at most `max_tokens` tokens."""
         if max_tokens <= 0:
             return ""
-        if self.count(text) <= max_tokens:
+        high = _search_limit(self, text, max_tokens, lambda length: text[:length])
+        if high == len(text) and self.count(text) <= max_tokens:
             return text
-        low, high = 0, len(text)
+        low = 0
         while low < high:  # largest prefix length that fits
             middle = (low + high + 1) // 2
             if self.count(text[:middle]) <= max_tokens:
@@ -61,6 +62,31 @@ class TokenCounter:
             else:
                 high = middle - 1
         return text[:low]
+
+    def truncate_start(self, text: str, max_tokens: int) -> str:
+        """The longest suffix of `text` (cut at a character boundary) of at most `max_tokens` tokens."""
+        if max_tokens <= 0:
+            return ""
+        high = _search_limit(self, text, max_tokens, lambda length: text[len(text) - length :])
+        if high == len(text) and self.count(text) <= max_tokens:
+            return text
+        low = 0
+        while low < high:  # largest suffix length that fits
+            middle = (low + high + 1) // 2
+            if self.count(text[len(text) - middle :]) <= max_tokens:
+                low = middle
+            else:
+                high = middle - 1
+        return text[len(text) - low :]
+
+
+def _search_limit(counter: TokenCounter, text: str, max_tokens: int, part: Callable[[int], str]) -> int:
+    """A length at which `part` of `text` is surely over `max_tokens` (or the whole length), found by doubling
+    from a guess, so cutting a long text costs counts of about the cap's size, not of the whole text."""
+    length = min(len(text), 8 * max_tokens + 64)
+    while length < len(text) and counter.count(part(length)) <= max_tokens:
+        length = min(len(text), length * 2)
+    return length
 
 
 def _encoding_name_for(model: str) -> str | None:

@@ -18,8 +18,9 @@ from autogen_core.models import CreateResult, RequestUsage
 from autogen_ext.models.replay import ReplayChatCompletionClient
 
 from rag_prompts import ConfigError, Pipeline, build_agent, load_settings
-from rag_prompts.agents.ag2 import ag2_items
+from rag_prompts.agents.ag2 import ag2_items, stored_output_reader
 from rag_prompts.agents.agentchat import payload_items, payload_tokens
+from rag_prompts.artifacts import ArtifactStore
 from rag_prompts.classic import build_agent as build_classic_agent
 from rag_prompts.history import Item
 from rag_prompts.payload_log import read_log, summarise_log
@@ -266,6 +267,13 @@ def test_classic_tool_chain_with_200_kb_outputs(corpus_pipeline: Pipeline) -> No
     tool_texts = [item.text for items in payloads for item in items if item.role == "tool"]
     assert tool_texts and all("stored outside the prompt" in text for text in tool_texts)
     assert all(export not in text for export in exports for text in tool_texts)
+    read = stored_output_reader(ArtifactStore(corpus_pipeline.settings.artifacts_folder), 600, "gpt-4")
+    stored_id = tool_texts[-1].split("id ", 1)[1].split(",", 1)[0]
+    pages = [read(stored_id, 1), read(stored_id, 2)]
+    assert all(token_counter("gpt-4").count(page) <= 600 for page in pages)
+    assert pages[0].split("\n", 1)[1] + pages[1].split("\n", 1)[1] in exports[-1]
+    assert exports[-1].startswith(pages[0].split("\n", 1)[1])
+    assert "does not exist" in read(stored_id, 10_000) and "not a stored output id" in read("../etc/passwd", 1)
 
 
 def test_classic_two_agents_talking_each_stay_within_their_own_budget(corpus_pipeline: Pipeline) -> None:

@@ -41,3 +41,13 @@ def test_truncate_returns_the_longest_prefix_within_the_limit(counter: TokenCoun
     assert counter.count(cut) <= limit
     if cut != text:
         assert counter.count(text[: len(cut) + 1]) > limit
+
+
+@pytest.mark.parametrize("limit", [0, 1, 3, 10, 50, 5000])
+def test_truncate_start_returns_the_longest_suffix_within_the_limit(counter: TokenCounter, limit: int) -> None:
+    text = "Claims over $60,000 need a Claims Team Leader. " * 400  # long: the search starts from a guess
+    cut = counter.truncate_start(text, limit)
+    assert text.endswith(cut)
+    assert counter.count(cut) <= limit
+    if cut != text:
+        assert counter.count(text[len(text) - len(cut) - 1 :]) > limit

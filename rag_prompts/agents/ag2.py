@@ -87,7 +87,7 @@ class PayloadTransform:
         self.artifacts = artifacts
         self.log = log
         self.calls = 0
-        self._stored: set[str] = set()
+        self._replaced: dict[str, tuple[str, str | None]] = {}  # tool output -> (what is sent, stored id)
         self._last = ""
 
     def apply_transform(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -119,11 +119,13 @@ class PayloadTransform:
         for message in messages:
             responses = message.get("tool_responses") or []
             for response in responses:
-                text, stored = offload(str(response.get("content") or ""), self.cap, self.artifacts, self.counter)
-                response["content"] = text
-                if stored is not None and stored.id not in self._stored:
-                    self._stored.add(stored.id)
-                    new.append(stored.id)
+                original = str(response.get("content") or "")
+                if original not in self._replaced:  # the history comes again on every call: offload once
+                    text, stored = offload(original, self.cap, self.artifacts, self.counter)
+                    self._replaced[original] = (text, stored.id if stored else None)
+                    if stored is not None:
+                        new.append(stored.id)
+                response["content"] = self._replaced[original][0]
             if responses:
                 message["content"] = "\n\n".join(str(response["content"]) for response in responses)
         return new
