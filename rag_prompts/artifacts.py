@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,3 +91,17 @@ def offload(text: str, max_tokens: int, store: ArtifactStore, counter: TokenCoun
     )
     excerpt = cut_text(text, max(0, max_tokens - counter.count(reference)), counter)
     return counter.truncate(reference + excerpt, max_tokens), stored
+
+
+def stored_output_reader(artifacts: ArtifactStore, max_tokens: int, counter: TokenCounter) -> Callable[[str, int], str]:
+    """`read_stored_output(output_id, page=1)`: the tool an agent reads a stored output back with, one page
+    within `max_tokens` at a time; a bad id or page is answered in words, never raised at the model."""
+
+    def read_stored_output(output_id: str, page: int = 1) -> str:
+        """Read a tool output that was stored outside the conversation, by its id, one page at a time."""
+        try:
+            return artifacts.page(output_id, page, max_tokens, counter)
+        except RagPromptsError as error:
+            return f"[{error}]"
+
+    return read_stored_output

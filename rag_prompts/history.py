@@ -6,7 +6,8 @@ keep, and rebuild their own messages from the answer. The rules, in order:
 - the system message is always sent (the adapters compose it within its own, smaller budget);
 - a tool call and its results are one unit: kept or dropped together, never one without the other; results whose
   call is not in the history, and calls whose results are missing, are dropped (providers reject both with 400);
-- the original task (the first user message) is always kept;
+- the original task (the conversation's first message: the task a team was given, or, for the agent that
+  started a chat, its own opening message) is always kept, cut if it must be;
 - at most `max_turns` turns are kept (a turn starts at a user message), newest first, and only while they fit;
 - what is dropped can be replaced by a running summary (`Summariser`; the default needs no model);
 - if the newest unit alone does not fit, its texts are cut (head and tail kept) so the payload still does.
@@ -147,9 +148,8 @@ class HistoryGuard:
                 f"the system message alone ({system_cost} tokens) is over the payload budget of {self.budget};"
                 " lower the agent's `budget` or raise its `context_limit`"
             )
-        task = (
-            next((unit for unit in grouped if items[unit[0]].role == "user"), None) if self.policy.keep_task else None
-        )
+        opening = grouped[0] if grouped and not items[grouped[0][0]].calls else None
+        task = opening if self.policy.keep_task else None
         rest = [unit for unit in grouped if unit is not task and unit[0] >= self.summarised]
         texts: dict[int, str] = {}
         if task is not None:

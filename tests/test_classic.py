@@ -16,19 +16,25 @@ from .agent_helpers import corpus_tags, sources_in
 
 
 class RecordingClient:
-    """An AG2 model client (the `ModelClient` protocol) that records each request and answers from a list."""
+    """An AG2 model client (the `ModelClient` protocol) that records each request and answers from a list: a
+    text, or a tool call given as a dict with `id`, `name` and `arguments`."""
 
-    def __init__(self, config: dict[str, Any], *, calls: list[list[dict[str, Any]]], replies: list[str]) -> None:
+    def __init__(self, config: dict[str, Any], *, calls: list[list[dict[str, Any]]], replies: list[Any]) -> None:
         self.calls = calls
         self.replies = iter(replies)
 
     def create(self, params: dict[str, Any]) -> Any:
         self.calls.append([dict(message) for message in params["messages"]])
-        message = SimpleNamespace(role="assistant", content=next(self.replies), tool_calls=None, function_call=None)
+        reply = next(self.replies)
+        tool_calls = None
+        if isinstance(reply, dict):
+            function = SimpleNamespace(name=reply["name"], arguments=reply["arguments"])
+            tool_calls, reply = [SimpleNamespace(id=reply["id"], type="function", function=function)], None
+        message = SimpleNamespace(role="assistant", content=reply, tool_calls=tool_calls, function_call=None)
         return SimpleNamespace(choices=[SimpleNamespace(message=message, finish_reason="stop")], model="recording")
 
-    def message_retrieval(self, response: Any) -> list[str]:
-        return [choice.message.content for choice in response.choices]
+    def message_retrieval(self, response: Any) -> list[Any]:
+        return [choice.message for choice in response.choices]
 
     def cost(self, response: Any) -> float:
         return 0.0

@@ -8,7 +8,6 @@ import asyncio
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -28,6 +27,7 @@ from rag_prompts.tokens import token_counter
 
 from .conftest import CONFIG
 from .test_agents import SINGLE_SYSTEM_MESSAGE, sent
+from .test_classic import LLM_CONFIG, RecordingClient
 
 TASK = "Triage the storm claims in region 4 and list every one that needs a referral."
 SMALL = {"context_limit": 4096, "reply_reserve": 512, "budget": 1200, "tool_output_tokens": 600}
@@ -50,15 +50,17 @@ def whole_units(items: Sequence[Item]) -> None:
             assert any(other.answers == call for other in items[index + 1 :]), f"call {call} without its result"
 
 
-def check_payloads(payloads: Sequence[Sequence[Item]], budget: int, model: str = "gpt-4") -> list[int]:
-    """Every payload: one system message first, within budget, the task in it, no orphans; the token totals."""
-    counter = token_counter(model)
+def check_payloads(payloads: Sequence[Sequence[Item]], budget: int, task_from_user: bool = True) -> list[int]:
+    """Every payload: one system message first, within budget, no orphans, and the task in it as a user message
+    (unless the agent started the chat: then it is its own); the token totals."""
+    counter = token_counter("gpt-4")
     totals = []
     for items in payloads:
         assert [item.role for item in items].count("system") == 1 and items[0].role == "system"
         total = 3 + sum(3 + counter.count(i.role) + counter.count(i.text) + 8 * len(i.calls) for i in items)
         assert total <= budget, f"{total} tokens over the payload budget of {budget}"
-        assert any(item.role == "user" and item.text.startswith(TASK[:40]) for item in items), "the task was dropped"
+        task_role = "user" if task_from_user else "assistant"
+        assert any(item.role == task_role and item.text.startswith(TASK[:40]) for item in items), "task dropped"
         whole_units(items[1:])
         totals.append(total)
     return totals
@@ -187,40 +189,10 @@ def test_payload_settings_are_checked(tmp_path: Path) -> None:
 # --- classic AutoGen (AG2) ------------------------------------------------------------------------------
 
 
-class ToolCallingClient:
-    """An AG2 `ModelClient` that records each request and answers from a list: text, or a tool call (a dict)."""
-
-    def __init__(self, config: dict[str, Any], *, calls: list[list[dict[str, Any]]], replies: list[Any]) -> None:
-        self.calls = calls
-        self.replies = iter(replies)
-
-    def create(self, params: dict[str, Any]) -> Any:
-        self.calls.append([dict(message) for message in params["messages"]])
-        reply = next(self.replies)
-        tool_calls = None
-        if isinstance(reply, dict):
-            function = SimpleNamespace(name=reply["name"], arguments=reply["arguments"])
-            tool_calls = [SimpleNamespace(id=reply["id"], type="function", function=function)]
-            reply = None
-        message = SimpleNamespace(role="assistant", content=reply, tool_calls=tool_calls, function_call=None)
-        return SimpleNamespace(choices=[SimpleNamespace(message=message, finish_reason="stop")], model="recording")
-
-    def message_retrieval(self, response: Any) -> list[Any]:
-        return [choice.message for choice in response.choices]
-
-    def cost(self, response: Any) -> float:
-        return 0.0
-
-    @staticmethod
-    def get_usage(response: Any) -> dict[str, Any]:
-        return {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0, "cost": 0.0, "model": "recording"}
-
-
 def classic_agent(name: str, pipeline: Pipeline, replies: list[Any], **overrides: Any) -> tuple[Any, list[Any]]:
     calls: list[list[dict[str, Any]]] = []
-    config = {"config_list": [{"model": "gpt-4", "model_client_cls": "ToolCallingClient"}], "cache_seed": None}
-    agent = build_classic_agent(name, config, pipeline=pipeline, **overrides)
-    agent.register_model_client(ToolCallingClient, calls=calls, replies=replies)
+    agent = build_classic_agent(name, LLM_CONFIG, pipeline=pipeline, **overrides)
+    agent.register_model_client(RecordingClient, calls=calls, replies=replies)
     return agent, calls
 
 
@@ -276,42 +248,27 @@ def test_classic_tool_chain_with_200_kb_outputs(corpus_pipeline: Pipeline) -> No
     assert "does not exist" in read(stored_id, 10_000) and "not a stored output id" in read("../etc/passwd", 1)
 
 
-def test_classic_two_agents_talking_each_stay_within_their_own_budget(corpus_pipeline: Pipeline) -> None:
+def classic_pair(pipeline: Pipeline) -> list[tuple[Any, list[Any]]]:
+    """A triage agent (payload budget 3500 - 1024) and a reviewer (4500 - 1024) that talk at length."""
     talk = "We should check the deductible, the reserve and the referral threshold again. " * 12
-    triage, triage_calls = classic_agent(
-        "claims_triage", corpus_pipeline, [f"Triage {n}: {talk}" for n in range(20)], context_limit=3500
-    )
-    reviewer, review_calls = classic_agent(
-        "compliance_reviewer", corpus_pipeline, [f"Review {n}: {talk}" for n in range(20)], context_limit=4500
-    )
+    return [
+        classic_agent(name, pipeline, [f"{name} {n}: {talk}" for n in range(20)], context_limit=limit)
+        for name, limit in (("claims_triage", 3500), ("compliance_reviewer", 4500))
+    ]
+
+
+def test_classic_two_agents_talking_each_stay_within_their_own_budget(corpus_pipeline: Pipeline) -> None:
+    (triage, triage_calls), (reviewer, review_calls) = classic_pair(corpus_pipeline)
     reviewer.initiate_chat(triage, message=TASK, max_turns=20, silent=True)
     assert max(check_payloads(classic_payloads(triage_calls), 3500 - 1024)) > 1500
     review = classic_payloads(review_calls)
-    assert max(total for total in check_payloads_without_task(review, 4500 - 1024)) > 2500
-
-
-def check_payloads_without_task(payloads: Sequence[Sequence[Item]], budget: int) -> list[int]:
-    """As check_payloads, for an agent that started the chat (its task is its own first message)."""
-    counter = token_counter("gpt-4")
-    totals = []
-    for items in payloads:
-        total = 3 + sum(3 + counter.count(i.role) + counter.count(i.text) + 8 * len(i.calls) for i in items)
-        assert total <= budget
-        whole_units(items[1:])
-        totals.append(total)
-    return totals
+    assert max(check_payloads(review, 4500 - 1024, task_from_user=False)) > 2500
 
 
 def test_classic_group_chat_members_each_stay_within_their_own_budget(corpus_pipeline: Pipeline) -> None:
     from autogen import GroupChat, GroupChatManager, UserProxyAgent
 
-    talk = "We should check the deductible, the reserve and the referral threshold again. " * 12
-    triage, triage_calls = classic_agent(
-        "claims_triage", corpus_pipeline, [f"Triage {n}: {talk}" for n in range(20)], context_limit=3500
-    )
-    reviewer, review_calls = classic_agent(
-        "compliance_reviewer", corpus_pipeline, [f"Review {n}: {talk}" for n in range(20)], context_limit=4500
-    )
+    (triage, triage_calls), (reviewer, review_calls) = classic_pair(corpus_pipeline)
     user = UserProxyAgent("user", human_input_mode="NEVER", code_execution_config=False, default_auto_reply="")
     chat = GroupChat([user, triage, reviewer], messages=[], max_round=30, speaker_selection_method="round_robin")
     user.initiate_chat(GroupChatManager(chat, llm_config=False), message=TASK, silent=True)

@@ -10,7 +10,8 @@ from autogen import AssistantAgent, ConversableAgent, UpdateSystemMessage
 from autogen.agentchat.contrib.capabilities.transform_messages import TransformMessages
 
 from ..artifacts import ArtifactStore, offload
-from ..errors import ConfigError, RagPromptsError
+from ..artifacts import stored_output_reader as artifacts_reader
+from ..errors import ConfigError
 from ..history import HistoryGuard, HistoryPolicy, Item, Summariser
 from ..payload_log import PayloadLog, PayloadRecord, by_role, payload_log
 from ..tokens import token_counter
@@ -203,13 +204,4 @@ def ag2_rebuild(
 def stored_output_reader(artifacts: ArtifactStore, max_tokens: int, model: str) -> Callable[[str, int], str]:
     """`read_stored_output(output_id, page=1)` for an AG2 agent: register it with `autogen.register_function`
     (caller: the agent; executor: whoever runs its tools)."""
-    counter = token_counter(model)
-
-    def read_stored_output(output_id: str, page: int = 1) -> str:
-        """Read a tool output that was stored outside the conversation, by its id, one page at a time."""
-        try:
-            return artifacts.page(output_id, page, max_tokens, counter)
-        except RagPromptsError as error:
-            return f"[{error}]"
-
-    return read_stored_output
+    return artifacts_reader(artifacts, max_tokens, token_counter(model))

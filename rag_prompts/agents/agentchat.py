@@ -20,8 +20,8 @@ from autogen_core.models import (
 )
 from autogen_core.tools import FunctionTool
 
-from ..artifacts import READ_TOOL_NAME, ArtifactStore, offload
-from ..errors import ConfigError, RagPromptsError
+from ..artifacts import READ_TOOL_NAME, ArtifactStore, offload, stored_output_reader
+from ..errors import ConfigError
 from ..history import HistoryGuard, HistoryPolicy, Item, Summariser
 from ..payload_log import PayloadLog, PayloadRecord, by_role, payload_log
 from ..records import ComposedPrompt, ModelCall
@@ -240,16 +240,8 @@ def build_agentchat_agent(
 
 def stored_output_tool(artifacts: ArtifactStore, max_tokens: int, model: str) -> FunctionTool:
     """The tool an agent reads a stored tool output back with, one page (within the tool-output cap) at a time."""
-    counter = token_counter(model)
-
-    def read_stored_output(output_id: str, page: int = 1) -> str:
-        try:
-            return artifacts.page(output_id, page, max_tokens, counter)
-        except RagPromptsError as error:
-            return f"[{error}]"
-
     return FunctionTool(
-        read_stored_output,
+        stored_output_reader(artifacts, max_tokens, token_counter(model)),
         name=READ_TOOL_NAME,
         description="Read a tool output that was stored outside the conversation, by its id, one page at a time.",
     )
