@@ -139,13 +139,15 @@ class HistoryGuard:
     summary: str = ""
     summarised: int = 0  # items before this index are folded into the summary (or were dropped)
 
-    def fit(self, system: str, items: Sequence[Item]) -> Fitted:
+    def fit(self, system: str, items: Sequence[Item], tools: int = 0) -> Fitted:
+        """What of `items` to send after `system`; `tools` is what the tool definitions sent with the call take."""
         grouped, orphans = units(items)
-        system_cost = REPLY_PRIMING + item_tokens(Item("system", system), self.counter)
+        system_cost = REPLY_PRIMING + item_tokens(Item("system", system), self.counter) + tools
         room = self.budget - system_cost
         if room < 0:
             raise BudgetError(
-                f"the system message alone ({system_cost} tokens) is over the payload budget of {self.budget};"
+                f"the system message and tool definitions alone ({system_cost} tokens) are over the payload budget"
+                f" of {self.budget};"
                 " lower the agent's `budget` or raise its `context_limit`"
             )
         opening = grouped[0] if grouped and not items[grouped[0][0]].calls else None

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,10 +37,10 @@ class PayloadRecord:
     time: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="milliseconds"))
 
 
-def by_role(items: Iterable[Item], counter: TokenCounter) -> tuple[dict[str, int], dict[str, int], int]:
-    """Messages and tokens per role for `items` as sent, and the payload total."""
+def by_role(items: Iterable[Item], counter: TokenCounter, tools: int = 0) -> tuple[dict[str, int], dict[str, int], int]:
+    """Messages and tokens per role for `items` as sent (plus `tools`: the tool definitions), and the total."""
     messages: dict[str, int] = {}
-    tokens: dict[str, int] = {}
+    tokens: dict[str, int] = {"tools": tools} if tools else {}
     for item in items:
         messages[item.role] = messages.get(item.role, 0) + 1
         tokens[item.role] = tokens.get(item.role, 0) + item_tokens(item, counter)
@@ -82,6 +82,11 @@ def payload_log(path: str | Path | None) -> PayloadLog:
     key = str(Path(path).resolve()) if path else ""
     with _LOGS_LOCK:
         return _LOGS.setdefault(key, PayloadLog(key or None))
+
+
+def tool_definition_tokens(schemas: Sequence[Mapping[str, Any]], counter: TokenCounter) -> int:
+    """Tokens the tool definitions sent with every call take (their JSON; providers' own framing differs a little)."""
+    return counter.count(json.dumps(list(schemas), separators=(",", ":"))) if schemas else 0
 
 
 def read_log(path: str | Path) -> list[dict[str, Any]]:

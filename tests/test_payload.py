@@ -13,12 +13,24 @@ from typing import Any
 import pytest
 from autogen_agentchat.teams import RoundRobinGroupChat
 from autogen_core import FunctionCall
-from autogen_core.models import CreateResult, RequestUsage
+from autogen_core.models import (
+    AssistantMessage,
+    CreateResult,
+    FunctionExecutionResult,
+    FunctionExecutionResultMessage,
+    LLMMessage,
+    RequestUsage,
+    SystemMessage,
+    UserMessage,
+)
 from autogen_ext.models.replay import ReplayChatCompletionClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from rag_prompts import ConfigError, Pipeline, build_agent, load_settings
+from rag_prompts.agents import TaskPrompter
 from rag_prompts.agents.ag2 import ag2_items, stored_output_reader
-from rag_prompts.agents.agentchat import payload_items, payload_tokens
+from rag_prompts.agents.agentchat import PolicyContext, payload_items, payload_tokens
 from rag_prompts.artifacts import ArtifactStore
 from rag_prompts.classic import build_agent as build_classic_agent
 from rag_prompts.history import Item
@@ -115,7 +127,9 @@ def test_agentchat_tool_chain_with_200_kb_outputs(corpus_pipeline: Pipeline, tmp
     for task in tasks:
         asyncio.run(agent.run(task=task))
     payloads = agentchat_payloads(client)
-    check_payloads(payloads, 4096 - 512)
+    tools = agent.model_context.tool_tokens  # the two tools' definitions go with every call
+    assert tools > 50
+    assert max(check_payloads(payloads, 4096 - 512 - tools)) > 4096 - 512 - tools - 400
     assert len(exports) == 3
     texts = [item.text for items in payloads for item in items if item.role == "tool"]
     assert texts and all(token_counter("gpt-4").count(text) <= 600 for text in texts)
@@ -275,3 +289,60 @@ def test_classic_group_chat_members_each_stay_within_their_own_budget(corpus_pip
     assert len(triage_calls) >= 8 and len(review_calls) >= 8
     assert max(check_payloads(classic_payloads(triage_calls), 3500 - 1024)) > 1500
     assert max(check_payloads(classic_payloads(review_calls), 4500 - 1024)) > 2500
+
+
+# --- the AgentChat context on random conversations ----------------------------------------------------------
+
+TEXTS = st.text(alphabet='abcde xyz.,\n{}"0123', max_size=300)
+
+
+@st.composite
+def agentchat_conversations(draw: st.DrawFn) -> list[LLMMessage]:
+    messages: list[LLMMessage] = [UserMessage(content=TASK, source="user")]
+    for step in range(draw(st.integers(0, 30))):
+        kind = draw(st.sampled_from(["user", "assistant", "tools", "orphan"]))
+        if kind == "user":
+            messages.append(UserMessage(content=draw(TEXTS) * draw(st.integers(1, 40)), source="user"))
+        elif kind == "assistant":
+            messages.append(AssistantMessage(content=draw(TEXTS), source="agent"))
+        else:
+            calls = [
+                FunctionCall(id=f"c{step}-{n}", name="lookup", arguments=json.dumps({"q": draw(TEXTS)[:30]}))
+                for n in range(draw(st.integers(1, 3)))
+            ]
+            if kind == "tools":
+                messages.append(AssistantMessage(content=calls, source="agent"))
+            outputs = [draw(TEXTS) * draw(st.sampled_from([1, 10, 200])) for _ in calls]
+            results = [
+                FunctionExecutionResult(content=output, name="lookup", call_id=call.id, is_error=False)
+                for call, output in zip(calls, outputs, strict=True)
+            ]
+            messages.append(FunctionExecutionResultMessage(content=results))
+    return messages
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(conversation=agentchat_conversations(), limit=st.integers(1500, 5000), turns=st.sampled_from([0, 3]))
+def test_agentchat_context_keeps_any_conversation_within_budget_without_orphans(
+    corpus_pipeline: Pipeline, conversation: list[LLMMessage], limit: int, turns: int
+) -> None:
+    profile = corpus_pipeline.settings.profile(
+        "claims_triage", context_limit=limit, reply_reserve=0, budget=600, tool_output_tokens=200, history_turns=turns
+    )
+    context = PolicyContext(
+        TaskPrompter(corpus_pipeline, profile, task=TASK),
+        artifacts=ArtifactStore(corpus_pipeline.settings.artifacts_folder),
+    )
+
+    async def payloads() -> list[list[LLMMessage]]:
+        sent_so_far = []
+        for message in conversation:
+            await context.add_message(message)
+            sent_so_far.append(await context.get_messages())
+        return sent_so_far
+
+    for messages in asyncio.run(payloads()):
+        assert isinstance(messages[0], SystemMessage) and not any(isinstance(m, SystemMessage) for m in messages[1:])
+        assert payload_tokens(messages, context.counter) <= limit
+        whole_units(payload_items(messages)[1:])
+        assert isinstance(messages[1], UserMessage) and messages[1].content.startswith(TASK[:40])

@@ -13,7 +13,7 @@ from ..artifacts import ArtifactStore, offload
 from ..artifacts import stored_output_reader as artifacts_reader
 from ..errors import ConfigError
 from ..history import HistoryGuard, HistoryPolicy, Item, Summariser
-from ..payload_log import PayloadLog, PayloadRecord, by_role, payload_log
+from ..payload_log import PayloadLog, PayloadRecord, by_role, payload_log, tool_definition_tokens
 from ..tokens import token_counter
 from .prompter import TaskPrompter
 
@@ -95,11 +95,12 @@ class PayloadTransform:
         system = self.agent.system_message
         offloaded = self._offload(messages)
         items, owners = ag2_items(messages)
-        fitted = self.guard.fit(system, items)
+        tools = tool_definition_tokens(_tool_schemas(self.agent), self.counter)
+        fitted = self.guard.fit(system, items, tools)
         kept = ag2_rebuild(messages, owners, dict(fitted.keep), fitted.summary)
         self.calls += 1
         sent = [Item("system", system), *ag2_items(kept)[0]]
-        per_role, tokens, total = by_role(sent, self.counter)
+        per_role, tokens, total = by_role(sent, self.counter, tools)
         summary_tokens = self.counter.count(fitted.summary) if fitted.summary else 0
         record = PayloadRecord(
             self.name, self.calls, per_role, tokens, total, self.guard.budget, fitted.dropped, fitted.orphans,
@@ -130,6 +131,13 @@ class PayloadTransform:
             if responses:
                 message["content"] = "\n\n".join(str(response["content"]) for response in responses)
         return new
+
+
+def _tool_schemas(agent: ConversableAgent) -> list[dict[str, Any]]:
+    """The tool definitions AG2 sends with the agent's calls (they take context too)."""
+    config = agent.llm_config
+    tools = config.get("tools") if isinstance(config, dict) else getattr(config, "tools", None)
+    return list(tools or [])
 
 
 def _text(content: Any) -> str:

@@ -18,12 +18,12 @@ from autogen_core.models import (
     SystemMessage,
     UserMessage,
 )
-from autogen_core.tools import FunctionTool
+from autogen_core.tools import BaseTool, FunctionTool
 
 from ..artifacts import READ_TOOL_NAME, ArtifactStore, offload, stored_output_reader
 from ..errors import ConfigError
 from ..history import HistoryGuard, HistoryPolicy, Item, Summariser
-from ..payload_log import PayloadLog, PayloadRecord, by_role, payload_log
+from ..payload_log import PayloadLog, PayloadRecord, by_role, payload_log, tool_definition_tokens
 from ..records import ComposedPrompt, ModelCall
 from ..tokens import TokenCounter, token_counter
 from .prompter import TaskPrompter
@@ -76,6 +76,7 @@ class PolicyContext(ChatCompletionContext):
         self.artifacts = artifacts
         self.log = log or PayloadLog()
         self.calls = 0
+        self.tool_tokens = 0  # the agent's tool definitions, sent with every call (set by the factory)
         self._offloaded: list[str] = []
 
     @property
@@ -110,12 +111,12 @@ class PolicyContext(ChatCompletionContext):
         history = [message for message in await self.history.get_messages() if not isinstance(message, SystemMessage)]
         prompt = await asyncio.to_thread(self.prompter.prompt_for, self.task)  # retrieval must not block the loop
         items, owners = to_items(history)
-        fitted = self.guard.fit(prompt.system_message, items)
+        fitted = self.guard.fit(prompt.system_message, items, self.tool_tokens)
         messages: list[LLMMessage] = [SystemMessage(content=prompt.system_message)]
         messages += rebuild(history, owners, dict(fitted.keep), fitted.summary)
         self.calls += 1
         sent = [Item("system", prompt.system_message), *payload_items(messages[1:])]
-        per_role, tokens, total = by_role(sent, self.counter)
+        per_role, tokens, total = by_role(sent, self.counter, self.tool_tokens)
         self.log.emit(
             PayloadRecord(
                 self.name,
@@ -233,6 +234,10 @@ def build_agentchat_agent(
     context = PolicyContext(
         prompter, history, on_call, artifacts=artifacts, log=payload_log(settings.payload_log), summariser=summariser
     )
+    schemas = [
+        tool.schema if isinstance(tool, BaseTool) else FunctionTool(tool, tool.__doc__ or "").schema for tool in tools
+    ]
+    context.tool_tokens = tool_definition_tokens(schemas, context.counter)
     return AssistantAgent(
         prompter.name, model_client, system_message=None, model_context=context, tools=tools or None, **agent_kwargs
     )
