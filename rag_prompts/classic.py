@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .agents.prompter import TaskPrompter
+from .artifacts import READ_TOOL_NAME
 from .errors import ConfigError
 from .history import Summariser
 from .pipeline import Pipeline
@@ -67,4 +68,25 @@ def build_agent(
     return build_ag2_agent(prompter, llm_config, summariser=summariser, **agent_kwargs)
 
 
-__all__ = ["build_agent"]
+def register_stored_output_tool(agent: AssistantAgent, executor: Any) -> None:
+    """Give an agent built here the `read_stored_output(output_id, page)` tool, run by `executor` (in AG2 the agent
+    that receives a tool call runs it: usually a `UserProxyAgent`). Tool outputs over the agent's
+    `tool_output_tokens` are stored outside the prompt; this is how the agent reads them back, page by page."""
+    import autogen
+
+    from .agents.ag2 import PAYLOAD_GUARDS, stored_output_reader
+
+    guard = PAYLOAD_GUARDS.get(agent)
+    if guard is None:
+        raise ConfigError(f"agent {agent.name!r} was not built by rag_prompts.classic.build_agent")
+    reader = stored_output_reader(guard.artifacts, guard.cap, guard.counter.model)
+    autogen.register_function(
+        reader,
+        caller=agent,
+        executor=executor,
+        name=READ_TOOL_NAME,
+        description="Read a tool output that was stored outside the conversation, by its id, one page at a time.",
+    )
+
+
+__all__ = ["build_agent", "register_stored_output_tool"]

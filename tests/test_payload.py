@@ -5,6 +5,7 @@ group chats, with the per-call token log and `rag-prompts log` on top."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,7 +35,7 @@ from rag_prompts.agents.agentchat import PolicyContext, payload_items, payload_t
 from rag_prompts.artifacts import ArtifactStore
 from rag_prompts.classic import build_agent as build_classic_agent
 from rag_prompts.history import Item
-from rag_prompts.payload_log import read_log, summarise_log
+from rag_prompts.payload_log import read_log, summarise_log, tool_definition_tokens
 from rag_prompts.tokens import token_counter
 
 from .conftest import CONFIG
@@ -346,3 +347,64 @@ def test_agentchat_context_keeps_any_conversation_within_budget_without_orphans(
         assert payload_tokens(messages, context.counter) <= limit
         whole_units(payload_items(messages)[1:])
         assert isinstance(messages[1], UserMessage) and messages[1].content.startswith(TASK[:40])
+
+
+# --- long tool chains within one turn ------------------------------------------------------------------------
+
+
+def test_agentchat_long_tool_chain_in_one_turn(corpus_pipeline: Pipeline) -> None:
+    exports: list[str] = []
+
+    def export_claims(region: int) -> str:
+        """Export every open claim of a region as JSON."""
+        exports.append(blob(100 + len(exports)))
+        return exports[-1]
+
+    usage = RequestUsage(prompt_tokens=0, completion_tokens=0)
+    chain: list[str | CreateResult] = [
+        CreateResult(
+            finish_reason="function_calls",
+            content=[FunctionCall(id=f"chain-{n}", name="export_claims", arguments=json.dumps({"region": n}))],
+            usage=usage,
+            cached=False,
+        )
+        for n in range(8)
+    ]
+    client = ReplayChatCompletionClient([*chain, "All eight regions exported."], model_info=SINGLE_SYSTEM_MESSAGE)
+    agent = build_agent(
+        "claims_triage", client, pipeline=corpus_pipeline, tools=[export_claims], max_tool_iterations=10, **SMALL
+    )
+    asyncio.run(agent.run(task=TASK))
+    payloads = agentchat_payloads(client)
+    assert len(payloads) == 9 and len(exports) == 8
+    check_payloads(payloads, 4096 - 512 - agent.model_context.tool_tokens)
+    last = payloads[-1]
+    assert [item.answers for item in last if item.role == "tool"][-1] == "chain-7"  # the newest round is sent
+    assert sum(item.role == "tool" for item in last) >= 3  # with as many earlier rounds as fit
+
+
+def test_classic_long_tool_chain_and_the_stored_output_tool(corpus_pipeline: Pipeline) -> None:
+    from autogen import UserProxyAgent
+
+    from rag_prompts.classic import register_stored_output_tool
+
+    agent, calls = classic_agent("claims_triage", corpus_pipeline, ["All eight regions exported."], **SMALL)
+    user = UserProxyAgent("user", human_input_mode="NEVER", code_execution_config=False)
+    register_stored_output_tool(agent, user)
+    agent.register_model_client(RecordingClient, calls=calls, replies=["All eight regions exported."])  # AG2 rebuilt it
+    history: list[dict[str, Any]] = [{"role": "user", "content": TASK, "name": "user"}]
+    exports = [blob(200 + n) for n in range(8)]
+    for n, export in enumerate(exports):
+        call = {"id": f"chain-{n}", "type": "function", "function": {"name": "export", "arguments": "{}"}}
+        history.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        history.append({"role": "tool", "content": export, "tool_responses": [
+            {"tool_call_id": f"chain-{n}", "role": "tool", "content": export}]})  # fmt: skip
+    agent.generate_reply(messages=history)
+    (payload,) = classic_payloads(calls)
+    tools = tool_definition_tokens(agent.llm_config["tools"], token_counter("gpt-4"))
+    assert tools > 50  # the read tool's definition goes with every call, and counts
+    check_payloads([payload], 4096 - 512 - tools)
+    assert [item.answers for item in payload if item.role == "tool"][-1] == "chain-7"
+    stored_id = hashlib.sha256(exports[-1].encode()).hexdigest()[:16]
+    page = user.function_map["read_stored_output"](output_id=stored_id, page=1)
+    assert page.startswith(f"[stored output {stored_id}, page 1 of ") and token_counter("gpt-4").count(page) <= 600

@@ -3,6 +3,7 @@ AG2's own `update_agent_state_before_reply` hook with an `UpdateSystemMessage`."
 
 # No `from __future__ import annotations` here: AG2 checks that the updater's return annotation *is* `str`.
 
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -16,6 +17,8 @@ from ..history import HistoryGuard, HistoryPolicy, Item, Summariser
 from ..payload_log import PayloadLog, PayloadRecord, by_role, payload_log, tool_definition_tokens
 from ..tokens import token_counter
 from .prompter import TaskPrompter
+
+PAYLOAD_GUARDS: "weakref.WeakKeyDictionary[ConversableAgent, PayloadTransform]" = weakref.WeakKeyDictionary()
 
 
 def latest_user_text(messages: list[dict[str, Any]]) -> str:
@@ -59,6 +62,7 @@ def build_ag2_agent(prompter: TaskPrompter, llm_config: Any, **agent_kwargs: Any
         agent, prompter, ArtifactStore(settings.artifacts_folder), payload_log(settings.payload_log), summariser
     )
     TransformMessages(transforms=[guard], verbose=False).add_to_agent(agent)  # runs after the system message hook
+    PAYLOAD_GUARDS[agent] = guard
     return agent
 
 
