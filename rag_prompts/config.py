@@ -125,6 +125,11 @@ class Settings(BaseModel):
         return str(self.resolve_path(self.store))
 
     @property
+    def payload_log_path(self) -> Path | None:
+        """The JSONL token log, resolved like every path in the settings; None when not set."""
+        return self.resolve_path(self.payload_log) if self.payload_log else None
+
+    @property
     def artifacts_folder(self) -> Path:
         """Where large tool outputs are stored: `artifacts`, else an `artifacts` folder beside a folder store."""
         if self.artifacts:

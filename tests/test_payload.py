@@ -199,6 +199,10 @@ def test_payload_settings_are_checked(tmp_path: Path) -> None:
     assert settings.profile("claims_triage", model="gpt-4o").payload_budget == 128_000 - 1024
     with pytest.raises(ConfigError, match="must fit the payload budget"):
         settings.profile("claims_triage", context_limit=1500)
+    relative = load_settings(CONFIG, environ={}, store=str(tmp_path / "chroma"), payload_log="logs/payload.jsonl")
+    assert relative.payload_log_path == CONFIG.parent / "logs" / "payload.jsonl"  # beside the config, like every path
+    assert relative.artifacts_folder == tmp_path / "artifacts"  # beside the store folder
+    assert load_settings(CONFIG, environ={}, store=str(tmp_path)).payload_log_path is None
 
 
 # --- classic AutoGen (AG2) ------------------------------------------------------------------------------

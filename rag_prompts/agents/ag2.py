@@ -59,7 +59,7 @@ def build_ag2_agent(prompter: TaskPrompter, llm_config: Any, **agent_kwargs: Any
     )
     settings = prompter.pipeline.settings
     guard = PayloadTransform(
-        agent, prompter, ArtifactStore(settings.artifacts_folder), payload_log(settings.payload_log), summariser
+        agent, prompter, ArtifactStore(settings.artifacts_folder), payload_log(settings.payload_log_path), summariser
     )
     TransformMessages(transforms=[guard], verbose=False).add_to_agent(agent)  # runs after the system message hook
     PAYLOAD_GUARDS[agent] = guard

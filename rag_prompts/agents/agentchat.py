@@ -231,9 +231,8 @@ def build_agentchat_agent(
     tools = list(agent_kwargs.pop("tools", None) or [])
     if tools:  # only an agent with tools gets tool outputs, so only it needs to read stored ones back
         tools.append(stored_output_tool(artifacts, prompter.profile.tool_output_tokens, prompter.profile.model))
-    context = PolicyContext(
-        prompter, history, on_call, artifacts=artifacts, log=payload_log(settings.payload_log), summariser=summariser
-    )
+    log = payload_log(settings.payload_log_path)
+    context = PolicyContext(prompter, history, on_call, artifacts=artifacts, log=log, summariser=summariser)
     schemas = [
         tool.schema if isinstance(tool, BaseTool) else FunctionTool(tool, tool.__doc__ or "").schema for tool in tools
     ]
