@@ -138,6 +138,7 @@ class HistoryGuard:
     summariser: Summariser = extractive_summary
     summary: str = ""
     summarised: int = 0  # items before this index are folded into the summary (or were dropped)
+    anchor: Item | None = None  # the last item folded in: finds the boundary again if the history was trimmed
 
     def fit(self, system: str, items: Sequence[Item], tools: int = 0) -> Fitted:
         """What of `items` to send after `system`; `tools` is what the tool definitions sent with the call take."""
@@ -152,6 +153,7 @@ class HistoryGuard:
             )
         opening = grouped[0] if grouped and not items[grouped[0][0]].calls else None
         task = opening if self.policy.keep_task else None
+        self.summarised = self._boundary(items)
         rest = [unit for unit in grouped if unit is not task and unit[0] >= self.summarised]
         texts: dict[int, str] = {}
         if task is not None:
@@ -175,6 +177,7 @@ class HistoryGuard:
             left = room - self._cost(items, {i: texts[i] for unit in chosen for i in unit}) - overhead
             self._summarise(items, rest, first_kept, min(self.policy.summary_tokens, left))
             self.summarised = max(self.summarised, first_kept)
+            self.anchor = items[self.summarised - 1] if 0 < self.summarised <= len(items) else None
         keep = tuple(sorted(texts.items()))
         tokens = system_cost + self._cost(items, dict(keep))
         if self.summary:
@@ -219,7 +222,15 @@ class HistoryGuard:
             self.summary = self.counter.truncate(summary, limit)  # a summariser may overrun
 
     def reset(self) -> None:
-        self.summary, self.summarised = "", 0
+        self.summary, self.summarised, self.anchor = "", 0, None
+
+    def _boundary(self, items: Sequence[Item]) -> int:
+        """Where the summarised part ends in `items`. A history that only grows keeps the index; one trimmed by
+        its store (a buffered context) has shifted, so the last summarised item is looked for (none: all is new)."""
+        if self.anchor is None or (0 < self.summarised <= len(items) and items[self.summarised - 1] == self.anchor):
+            return min(self.summarised, len(items))
+        found = next((i for i in range(len(items) - 1, -1, -1) if items[i] == self.anchor), None)
+        return 0 if found is None else found + 1
 
 
 def _turn_limited(items: Sequence[Item], grouped: list[list[int]], max_turns: int | None) -> list[list[int]]:

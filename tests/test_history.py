@@ -154,3 +154,18 @@ def test_any_conversation_fits_its_budget_without_orphans(
         first = units(items[:end])[0][:1]
         if first and not items[first[0][0]].calls and budget >= 400:  # the task is always sent (cut if it must be)
             assert first[0][0] in dict(fitted.keep)
+
+
+def test_a_history_trimmed_by_its_store_sends_the_newest_and_summarises_the_rest(counter: TokenCounter) -> None:
+    """A buffered store returns only its last messages, so positions shift: the summary boundary must follow."""
+    guard = HistoryGuard(450, counter, HistoryPolicy(summary_tokens=60))
+    everything = [Item("user", "the task")] + [item for n in range(1, 40) for item in exchange(n)]
+    for end in range(2, len(everything) + 1):
+        window = everything[max(0, end - 10) : end]  # what a buffer of 10 holds
+        fitted = guard.fit(SYSTEM, window)
+        assert fitted.tokens <= 450
+        kept = [index for index, _ in fitted.keep]
+        assert len(window) - 1 in kept, f"the newest message was not sent at {end}"
+        first = min((index for index in kept if index > 0), default=0)  # index 0: the pinned opening message
+        if first > 1:  # what was left out just before the kept messages is in the summary, not silently lost
+            assert " ".join(window[first - 1].text.split()[:2]) in fitted.summary, f"lost at {end}"

@@ -412,3 +412,22 @@ def test_classic_long_tool_chain_and_the_stored_output_tool(corpus_pipeline: Pip
     stored_id = hashlib.sha256(exports[-1].encode()).hexdigest()[:16]
     page = user.function_map["read_stored_output"](output_id=stored_id, page=1)
     assert page.startswith(f"[stored output {stored_id}, page 1 of ") and token_counter("gpt-4").count(page) <= 600
+
+
+def test_agentchat_with_a_buffered_history_sends_the_newest_messages(corpus_pipeline: Pipeline) -> None:
+    from autogen_core.model_context import BufferedChatCompletionContext
+
+    client = ReplayChatCompletionClient(
+        [f"Reply {n}: " + "noted " * 200 for n in range(40)], model_info=SINGLE_SYSTEM_MESSAGE
+    )
+    agent = build_agent(
+        "claims_triage", client, pipeline=corpus_pipeline, model_context=BufferedChatCompletionContext(10), **SMALL
+    )
+    for turn in range(40):
+        asyncio.run(agent.run(task=f"Question {turn}: " + "which deadline applies? " * 40))
+    for turn, items in enumerate(agentchat_payloads(client)):
+        assert items[-1].role == "user" and items[-1].text.startswith(f"Question {turn}:")
+        assert (
+            3 + sum(3 + token_counter("gpt-4").count(i.role) + token_counter("gpt-4").count(i.text) for i in items)
+            <= 3584
+        )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
 from typing import Any
 
 from autogen_agentchat.agents import AssistantAgent
@@ -147,12 +148,17 @@ class PolicyContext(ChatCompletionContext):
             "history": await self.history.save_state(),
             "summary": self.guard.summary,
             "summarised": self.guard.summarised,
+            "anchor": asdict(self.guard.anchor) if self.guard.anchor else None,
         }
 
     async def load_state(self, state: Mapping[str, Any]) -> None:
         if "history" in state:
             await self.history.load_state(state["history"])
             self.guard.summary, self.guard.summarised = str(state["summary"]), int(state["summarised"])
+            anchor = state.get("anchor")
+            self.guard.anchor = (
+                Item(anchor["role"], anchor["text"], tuple(anchor["calls"]), anchor["answers"]) if anchor else None
+            )
         else:  # saved before the history guard existed
             await self.history.load_state(state)
         users = [message for message in await self.history.get_messages() if isinstance(message, UserMessage)]
