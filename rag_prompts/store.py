@@ -110,6 +110,45 @@ def delete_collection(location: str, collection: str) -> None:
         _client(location).delete_collection(collection)
 
 
+def compact_collection(location: str, collection: str) -> int:
+    """Rewrite `collection` into a fresh one, without the deleted entries re-ingests leave in Chroma's vector index
+    (they slow filtered searches: one CUAD contract took 31 ms against 19 ms on a fresh copy; `chroma vacuum`,
+    which compacts SQLite, does not help). Records are copied as they are, vectors included: nothing is embedded.
+    The copy is complete before the old collection is dropped; a run that was cut short is finished by the next.
+    Returns the number of chunks."""
+    from chromadb.errors import NotFoundError
+
+    client = _client(location)
+    staging = f"{collection[:500]}-compacting"
+    try:
+        old = client.get_collection(collection, embedding_function=None)
+    except NotFoundError:  # cut short after dropping the old collection: the copy is complete
+        client.get_collection(staging, embedding_function=None).modify(name=collection)
+        return int(client.get_collection(collection, embedding_function=None).count())
+    with contextlib.suppress(NotFoundError):
+        client.delete_collection(staging)  # an unfinished copy from an earlier run
+    new = client.create_collection(
+        staging, configuration={"hnsw": {"space": "cosine"}}, metadata=old.metadata, embedding_function=None
+    )
+    offset = 0
+    while True:
+        page = old.get(include=["metadatas", "documents", "embeddings"], limit=_PAGE, offset=offset)
+        if not page["ids"]:
+            break
+        new.add(
+            ids=page["ids"], embeddings=page["embeddings"], documents=page["documents"], metadatas=page["metadatas"]
+        )
+        offset += len(page["ids"])
+    if new.count() != old.count():
+        client.delete_collection(staging)
+        raise StoreError(
+            f"compacting {collection!r} at {location}: the copy is incomplete; the collection is unchanged"
+        )
+    client.delete_collection(collection)
+    new.modify(name=collection)
+    return int(new.count())
+
+
 def _metadata(chunk: Chunk) -> dict[str, Any]:
     """Chroma metadata for `chunk`: the keys searches filter on, and the rest in one JSON string.
 

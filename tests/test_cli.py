@@ -73,6 +73,13 @@ def test_ingest_search_compose_stats(config: Path, capsys: pytest.CaptureFixture
     stats = json.loads(out)
     assert stats["documents"] == 2 and stats["chunks"] > 0 and stats["tokens"] > 1000
 
+    code, out, _ = run(["search", "hotel cap in a tier 1 city", "--k", "5", "--config", str(config)], capsys)
+    code, compacted, _ = run(["compact", "--json", "--config", str(config)], capsys)
+    assert code == 0 and json.loads(compacted) == {"collection": "harbourline-policies", "chunks": stats["chunks"]}
+    assert run(["search", "hotel cap in a tier 1 city", "--k", "5", "--config", str(config)], capsys)[1] == out
+    code, out, _ = run(["ingest", "--config", str(config)], capsys)
+    assert code == 0 and "2 unchanged" in out and "0 embedded" in out  # the same records, vectors included
+
 
 def test_failed_file_gives_non_zero_exit(config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "bad.md").write_bytes(b"\xff\xfe\x00")

@@ -113,3 +113,29 @@ def test_records_written_before_packing_are_still_read(tmp_path: Path) -> None:
     store._collection.add(ids=[chunk.id], embeddings=[[1.0, 0.0, 0.0]], documents=[chunk.text], metadatas=[flat])
     assert store.chunks([chunk.id]) == [chunk]
     assert store.documents()[chunk.source].doc_hashes == {"doc-hash"}
+
+
+def test_compacting_keeps_every_record_and_finishes_a_run_cut_short(tmp_path: Path) -> None:
+    import numpy as np
+
+    store = open_store(str(tmp_path), "policies", "m", 3)
+    chunks = [_full_chunk(f"c{i}") for i in range(12)]
+    vectors = np.eye(3, dtype=np.float32)[[i % 3 for i in range(12)]] + 0.01
+    store.add(chunks, vectors)
+    store.delete(["c0", "c1", "c2"])  # what a re-ingest leaves behind in the index
+    before = store._collection.get(include=["metadatas", "documents", "embeddings"])
+    assert store_module.compact_collection(str(tmp_path), "policies") == 9
+    client = chromadb.PersistentClient(path=str(tmp_path), settings=Settings(anonymized_telemetry=False))
+    after = client.get_collection("policies").get(include=["metadatas", "documents", "embeddings"])
+    assert sorted(after["ids"]) == sorted(before["ids"])
+    order = {chunk_id: i for i, chunk_id in enumerate(before["ids"])}
+    for i, chunk_id in enumerate(after["ids"]):
+        assert after["documents"][i] == before["documents"][order[chunk_id]]
+        assert after["metadatas"][i] == before["metadatas"][order[chunk_id]]
+        assert np.allclose(after["embeddings"][i], before["embeddings"][order[chunk_id]])
+    reopened = open_store(str(tmp_path), "policies", "m", 3)  # same model, dimension and cosine space
+    assert [hit.chunk.id for hit in reopened.query(np.asarray([0, 1.0, 0], dtype=np.float32), 3)][0] in after["ids"]
+
+    client.get_collection("policies").modify(name="policies-compacting")  # cut short after dropping the old one
+    assert store_module.compact_collection(str(tmp_path), "policies") == 9
+    assert [c.name for c in client.list_collections()] == ["policies"]
