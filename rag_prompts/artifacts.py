@@ -16,6 +16,7 @@ from .tokens import TokenCounter
 
 _ID = re.compile(r"^[0-9a-f]{16}$")
 READ_TOOL_NAME = "read_stored_output"
+READ_TOOL_DESCRIPTION = "Read a tool output that was stored outside the conversation, by its id, one page at a time."
 
 
 @dataclass(frozen=True)

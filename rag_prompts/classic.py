@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .agents.prompter import TaskPrompter
-from .artifacts import READ_TOOL_NAME
+from .artifacts import READ_TOOL_DESCRIPTION, READ_TOOL_NAME
 from .errors import ConfigError
 from .history import Summariser
 from .pipeline import Pipeline
@@ -85,7 +85,7 @@ def register_stored_output_tool(agent: AssistantAgent, executor: Any) -> None:
         caller=agent,
         executor=executor,
         name=READ_TOOL_NAME,
-        description="Read a tool output that was stored outside the conversation, by its id, one page at a time.",
+        description=READ_TOOL_DESCRIPTION,
     )
 
 

@@ -7,14 +7,15 @@ import json
 import logging
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .config import ResolvedProfile
 from .errors import RagPromptsError
-from .history import Item, item_tokens
-from .tokens import REPLY_PRIMING, TokenCounter
+from .history import Fitted, HistoryGuard, HistoryPolicy, Item, Summariser, item_tokens, summary_item
+from .tokens import REPLY_PRIMING, TokenCounter, token_counter
 
 logger = logging.getLogger("rag_prompts.payload")
 
@@ -71,6 +72,47 @@ class PayloadLog:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 with self.path.open("a", encoding="utf-8") as handle:
                     handle.write(line)
+
+
+class AgentPayload:
+    """One agent's payload: the history guard built from its profile, and the record logged before each call.
+    The AgentChat context and the AG2 transform both go through it."""
+
+    def __init__(self, profile: ResolvedProfile, log: PayloadLog, summariser: Summariser | None = None) -> None:
+        self.name = profile.name
+        self.counter = token_counter(profile.model)
+        policy = HistoryPolicy(max_turns=profile.history_turns or None, summary_tokens=profile.summary_tokens)
+        self.guard = HistoryGuard(profile.payload_budget, self.counter, policy)
+        if summariser is not None:
+            self.guard.summariser = summariser
+        self.log = log
+        self.calls = 0
+
+    def fit(self, system: str, items: Sequence[Item], tools: int = 0, offloaded: Sequence[str] = ()) -> Fitted:
+        """What of `items` to send after `system` (see `HistoryGuard.fit`), logged as this agent's next call."""
+        fitted = self.guard.fit(system, items, tools)
+        self.calls += 1
+        sent = [Item("system", system), *(replace(items[i], text=text) for i, text in fitted.keep)]
+        if fitted.summary:
+            sent.append(summary_item(fitted.summary))
+        per_role, tokens, total = by_role(sent, self.counter, tools)
+        summary_tokens = self.counter.count(fitted.summary) if fitted.summary else 0
+        self.log.emit(
+            PayloadRecord(
+                self.name,
+                self.calls,
+                per_role,
+                tokens,
+                total,
+                self.guard.budget,
+                fitted.dropped,
+                fitted.orphans,
+                fitted.cut,
+                summary_tokens,
+                tuple(offloaded),
+            )  # fmt: skip
+        )
+        return fitted
 
 
 _LOGS: dict[str, PayloadLog] = {}

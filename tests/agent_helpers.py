@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from functools import cache
 
-from rag_prompts import load_document
+from rag_prompts import Item, load_document
 
 from .conftest import CORPUS
 
@@ -26,3 +27,12 @@ def corpus_tags() -> dict[str, frozenset[str]]:
             document = load_document(path, CORPUS)
             tags[document.source] = frozenset(document.tags)
     return tags
+
+
+def assert_no_orphans(items: Sequence[Item]) -> None:
+    """Each tool result follows the call it answers; each call is followed by all its results."""
+    for index, item in enumerate(items):
+        if item.role == "tool":
+            assert any(item.answers in other.calls for other in items[:index]), f"orphaned result {index}"
+        for call in item.calls:
+            assert any(other.answers == call for other in items[index + 1 :]), f"call {call} without its result"

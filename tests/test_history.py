@@ -13,6 +13,8 @@ from rag_prompts import TokenCounter
 from rag_prompts.history import CUT_MARK, Fitted, HistoryGuard, HistoryPolicy, Item, summary_item, units
 from rag_prompts.payload_log import by_role
 
+from .agent_helpers import assert_no_orphans
+
 SYSTEM = "You answer claims questions from the policy excerpts."
 
 
@@ -26,15 +28,8 @@ def sent(system: str, items: Sequence[Item], fitted: Fitted) -> list[Item]:
 
 
 def assert_whole_units(items: Sequence[Item], fitted: Fitted) -> None:
-    """Every kept result answers a kept call right before it, and every kept call has all its results kept."""
-    kept = dict(fitted.keep)
-    for index in kept:
-        item = items[index]
-        if item.role == "tool":
-            callers = [i for i in kept if i < index and item.answers in items[i].calls]
-            assert callers, f"orphaned tool result {index}"
-        for call in item.calls:
-            assert any(items[i].answers == call for i in kept if i > index), f"call {call} without its result"
+    """Every kept result answers a kept call before it, and every kept call has all its results kept."""
+    assert_no_orphans([items[index] for index, _ in fitted.keep])
 
 
 def exchange(n: int, words: int = 40) -> list[Item]:

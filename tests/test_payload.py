@@ -38,6 +38,7 @@ from rag_prompts.history import Item
 from rag_prompts.payload_log import read_log, summarise_log, tool_definition_tokens
 from rag_prompts.tokens import token_counter
 
+from .agent_helpers import assert_no_orphans
 from .conftest import CONFIG
 from .test_agents import SINGLE_SYSTEM_MESSAGE, sent
 from .test_classic import LLM_CONFIG, RecordingClient
@@ -54,27 +55,24 @@ def blob(turn: int) -> str:
     return json.dumps(rows)
 
 
-def whole_units(items: Sequence[Item]) -> None:
-    """Each tool result follows the call it answers; each call is followed by all its results."""
-    for index, item in enumerate(items):
-        if item.role == "tool":
-            assert any(item.answers in other.calls for other in items[:index]), f"orphaned result {index}"
-        for call in item.calls:
-            assert any(other.answers == call for other in items[index + 1 :]), f"call {call} without its result"
+def recount(items: Sequence[Item]) -> int:
+    """The payload's tokens counted here, independently: chat overhead 3 per message and 3 for the reply, 8 per
+    tool call."""
+    counter = token_counter("gpt-4")
+    return 3 + sum(3 + counter.count(i.role) + counter.count(i.text) + 8 * len(i.calls) for i in items)
 
 
 def check_payloads(payloads: Sequence[Sequence[Item]], budget: int, task_from_user: bool = True) -> list[int]:
     """Every payload: one system message first, within budget, no orphans, and the task in it as a user message
     (unless the agent started the chat: then it is its own); the token totals."""
-    counter = token_counter("gpt-4")
     totals = []
     for items in payloads:
         assert [item.role for item in items].count("system") == 1 and items[0].role == "system"
-        total = 3 + sum(3 + counter.count(i.role) + counter.count(i.text) + 8 * len(i.calls) for i in items)
+        total = recount(items)
         assert total <= budget, f"{total} tokens over the payload budget of {budget}"
         task_role = "user" if task_from_user else "assistant"
         assert any(item.role == task_role and item.text.startswith(TASK[:40]) for item in items), "task dropped"
-        whole_units(items[1:])
+        assert_no_orphans(items[1:])
         totals.append(total)
     return totals
 
@@ -349,7 +347,7 @@ def test_agentchat_context_keeps_any_conversation_within_budget_without_orphans(
     for messages in asyncio.run(payloads()):
         assert isinstance(messages[0], SystemMessage) and not any(isinstance(m, SystemMessage) for m in messages[1:])
         assert payload_tokens(messages, context.counter) <= limit
-        whole_units(payload_items(messages)[1:])
+        assert_no_orphans(payload_items(messages)[1:])
         assert isinstance(messages[1], UserMessage) and messages[1].content.startswith(TASK[:40])
 
 
@@ -427,7 +425,4 @@ def test_agentchat_with_a_buffered_history_sends_the_newest_messages(corpus_pipe
         asyncio.run(agent.run(task=f"Question {turn}: " + "which deadline applies? " * 40))
     for turn, items in enumerate(agentchat_payloads(client)):
         assert items[-1].role == "user" and items[-1].text.startswith(f"Question {turn}:")
-        assert (
-            3 + sum(3 + token_counter("gpt-4").count(i.role) + token_counter("gpt-4").count(i.text) for i in items)
-            <= 3584
-        )
+        assert recount(items) <= 3584

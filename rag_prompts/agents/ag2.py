@@ -13,8 +13,8 @@ from autogen.agentchat.contrib.capabilities.transform_messages import TransformM
 from ..artifacts import ArtifactStore, offload
 from ..artifacts import stored_output_reader as artifacts_reader
 from ..errors import ConfigError
-from ..history import HistoryGuard, HistoryPolicy, Item, Summariser
-from ..payload_log import PayloadLog, PayloadRecord, by_role, payload_log, tool_definition_tokens
+from ..history import Item, Summariser
+from ..payload_log import AgentPayload, PayloadLog, payload_log, tool_definition_tokens
 from ..tokens import token_counter
 from .prompter import TaskPrompter
 
@@ -80,18 +80,11 @@ class PayloadTransform:
         log: PayloadLog,
         summariser: Summariser | None = None,
     ) -> None:
-        profile = prompter.profile
         self.agent = agent
-        self.name = prompter.name
-        self.counter = token_counter(profile.model)
-        self.cap = profile.tool_output_tokens
-        policy = HistoryPolicy(max_turns=profile.history_turns or None, summary_tokens=profile.summary_tokens)
-        self.guard = HistoryGuard(profile.payload_budget, self.counter, policy)
-        if summariser is not None:
-            self.guard.summariser = summariser
+        self.payload = AgentPayload(prompter.profile, log, summariser)
+        self.counter = self.payload.counter
+        self.cap = prompter.profile.tool_output_tokens
         self.artifacts = artifacts
-        self.log = log
-        self.calls = 0
         self._replaced: dict[str, tuple[str, str | None]] = {}  # tool output -> (what is sent, stored id)
         self._last = ""
 
@@ -100,19 +93,10 @@ class PayloadTransform:
         offloaded = self._offload(messages)
         items, owners = ag2_items(messages)
         tools = tool_definition_tokens(_tool_schemas(self.agent), self.counter)
-        fitted = self.guard.fit(system, items, tools)
-        kept = ag2_rebuild(messages, owners, dict(fitted.keep), fitted.summary)
-        self.calls += 1
-        sent = [Item("system", system), *ag2_items(kept)[0]]
-        per_role, tokens, total = by_role(sent, self.counter, tools)
-        summary_tokens = self.counter.count(fitted.summary) if fitted.summary else 0
-        record = PayloadRecord(
-            self.name, self.calls, per_role, tokens, total, self.guard.budget, fitted.dropped, fitted.orphans,
-            fitted.cut, summary_tokens, tuple(offloaded),
-        )  # fmt: skip
-        self.log.emit(record)
-        self._last = f"{self.name}: payload {total} of {self.guard.budget} tokens; {fitted.dropped} messages left out"
-        return kept
+        fitted = self.payload.fit(system, items, tools, offloaded)
+        budget = self.payload.guard.budget
+        self._last = f"{self.payload.name}: payload {fitted.tokens} of {budget} tokens; {fitted.dropped} left out"
+        return ag2_rebuild(messages, owners, dict(fitted.keep), fitted.summary)
 
     def get_logs(
         self, pre_transform_messages: list[dict[str, Any]], post_transform_messages: list[dict[str, Any]]

@@ -21,10 +21,10 @@ from autogen_core.models import (
 )
 from autogen_core.tools import BaseTool, FunctionTool
 
-from ..artifacts import READ_TOOL_NAME, ArtifactStore, offload, stored_output_reader
+from ..artifacts import READ_TOOL_DESCRIPTION, READ_TOOL_NAME, ArtifactStore, offload, stored_output_reader
 from ..errors import ConfigError
-from ..history import HistoryGuard, HistoryPolicy, Item, Summariser
-from ..payload_log import PayloadLog, PayloadRecord, by_role, payload_log, tool_definition_tokens
+from ..history import Item, Summariser
+from ..payload_log import AgentPayload, PayloadLog, by_role, payload_log, tool_definition_tokens
 from ..records import ComposedPrompt, ModelCall
 from ..tokens import TokenCounter, token_counter
 from .prompter import TaskPrompter
@@ -68,15 +68,9 @@ class PolicyContext(ChatCompletionContext):
         self.history = history if history is not None else UnboundedChatCompletionContext()
         self.on_call = on_call  # told what is sent, before every model call
         self.task = ""  # the latest user/task message
-        profile = prompter.profile
-        self.counter = token_counter(profile.model)
-        policy = HistoryPolicy(max_turns=profile.history_turns or None, summary_tokens=profile.summary_tokens)
-        self.guard = HistoryGuard(profile.payload_budget, self.counter, policy)
-        if summariser is not None:
-            self.guard.summariser = summariser
+        self.payload = AgentPayload(prompter.profile, log or PayloadLog(), summariser)
+        self.counter, self.guard = self.payload.counter, self.payload.guard
         self.artifacts = artifacts
-        self.log = log or PayloadLog()
-        self.calls = 0
         self.tool_tokens = 0  # the agent's tool definitions, sent with every call (set by the factory)
         self._offloaded: list[str] = []
 
@@ -112,30 +106,12 @@ class PolicyContext(ChatCompletionContext):
         history = [message for message in await self.history.get_messages() if not isinstance(message, SystemMessage)]
         prompt = await asyncio.to_thread(self.prompter.prompt_for, self.task)  # retrieval must not block the loop
         items, owners = to_items(history)
-        fitted = self.guard.fit(prompt.system_message, items, self.tool_tokens)
+        fitted = self.payload.fit(prompt.system_message, items, self.tool_tokens, self._offloaded)
+        self._offloaded.clear()
         messages: list[LLMMessage] = [SystemMessage(content=prompt.system_message)]
         messages += rebuild(history, owners, dict(fitted.keep), fitted.summary)
-        self.calls += 1
-        sent = [Item("system", prompt.system_message), *payload_items(messages[1:])]
-        per_role, tokens, total = by_role(sent, self.counter, self.tool_tokens)
-        self.log.emit(
-            PayloadRecord(
-                self.name,
-                self.calls,
-                per_role,
-                tokens,
-                total,
-                self.guard.budget,
-                fitted.dropped,
-                fitted.orphans,
-                fitted.cut,
-                self.counter.count(fitted.summary) if fitted.summary else 0,
-                tuple(self._offloaded),
-            )  # fmt: skip
-        )
-        self._offloaded.clear()
         if self.on_call is not None:
-            self.on_call(ModelCall(self.name, prompt, len(messages), total))
+            self.on_call(ModelCall(self.name, prompt, len(messages), fitted.tokens))
         return messages
 
     async def clear(self) -> None:
@@ -253,7 +229,7 @@ def stored_output_tool(artifacts: ArtifactStore, max_tokens: int, model: str) ->
     return FunctionTool(
         stored_output_reader(artifacts, max_tokens, token_counter(model)),
         name=READ_TOOL_NAME,
-        description="Read a tool output that was stored outside the conversation, by its id, one page at a time.",
+        description=READ_TOOL_DESCRIPTION,
     )
 
 
