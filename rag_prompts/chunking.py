@@ -1,7 +1,10 @@
-"""Document -> Chunk: split by headings first, then paragraphs, then sentences, then tokens.
+"""Document -> Chunk: split by headings first, then blocks (paragraphs, list items, numbered clauses), then
+sentences, then tokens.
 
 Every chunk is a contiguous slice of the document text (`text == document.text[start:end]`) of at most
-`max_tokens` tokens, counted with the same counter that enforces the prompt budget.
+`max_tokens` tokens, counted with the same counter that enforces the prompt budget. Chunks never cross a block:
+each records the block it belongs to (`Chunk.block`), so compose can send a whole paragraph or clause when the
+task needs it, or only its matching sentences when it does not.
 """
 
 from __future__ import annotations
@@ -18,7 +21,16 @@ from .tokens import TokenCounter
 SECTION_SEPARATOR = " > "
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?;:])\s+|\n")
+_LINE_BREAK = re.compile(r"\n")
+# A line that starts a list item or a numbered clause: "- x", "• x", "3. x", "2) x", "(b) x", "iv) x", "12.3 x",
+# "Section 4.", "Article II". The number (or bullet) is the block's `clause`.
+_ITEM = re.compile(
+    r"[ \t]*(?P<clause>[-*•◦▪‣–]|\(?(?:\d{1,3}(?:\.\d{1,3})*|[a-zA-Z]|[ivxlcdmIVXLCDM]{1,6})[.)]"
+    r"|\d{1,3}(?:\.\d{1,3})+|(?:Section|Article|Clause|SECTION|ARTICLE|CLAUSE)\s+[\dIVXLC]+(?:\.\d+)*)(?=\s+\S)"
+)
 NEARBY = 3  # how many chunks on each side a chunk lists as `nearby` (how far a passage can grow)
+BLOCK_TOKENS = 128  # a longer block (paragraph or clause) is cut into pieces of about this size, at sentences
+MAX_BLOCK_CHUNKS = 12  # at most this many block mates listed in `nearby`
 
 Span = tuple[int, int]
 
@@ -102,7 +114,69 @@ def split_span(text: str, start: int, end: int, counter: TokenCounter, max_token
     return spans
 
 
-def chunk_document(document: Document, counter: TokenCounter, max_tokens: int, doc_hash: str) -> list[Chunk]:
+def _hard_wrapped(lines: list[Span]) -> bool:
+    """Whether the lines of a block are one paragraph wrapped at a fixed width (so a line break is not a break)."""
+    lengths = [end - start for start, end in lines[:-1]]
+    width = max(lengths, default=0)
+    return len(lengths) >= 2 and 0 < width <= 100 and sum(length >= 0.75 * width for length in lengths) >= 0.7 * len(
+        lengths
+    )
+
+
+def _continues(text: str, line: Span, following: Span) -> bool:
+    """Whether a line break falls inside a sentence: the line ends without a stop and the next starts lowercase."""
+    return text[line[1] - 1] not in ".!?:;" and text[following[0]].islower()
+
+
+def _indented(text: str, line: Span, line_start: int) -> bool:
+    return line[0] > line_start and text[line_start] in " \t"
+
+
+def blocks(text: str, start: int, end: int) -> list[Span]:
+    """The paragraphs, list items and numbered clauses of text[start:end], in order.
+
+    Blank lines always end a block. Inside a blank-line block, a line that starts a list item or a numbered clause
+    starts a new block. Other lines start one when the text marks paragraphs by indenting their first line (some
+    lines indented, most not); lines wrapped at a fixed width continue their paragraph; otherwise (plain text with
+    one paragraph per line) a line starts a block unless the break falls mid-sentence."""
+    found: list[Span] = []
+    for block_start, block_end in _pieces(text, start, end, _PARAGRAPH_BREAK):
+        lines = _pieces(text, block_start, block_end, _LINE_BREAK)
+        if len(lines) == 1:
+            found.extend(lines)
+            continue
+        # where each line really starts (before its indentation): just after the previous line break
+        line_starts = [text.rfind("\n", block_start, line[0]) + 1 or line[0] for line in lines]
+        line_starts = [max(begin, block_start) for begin in line_starts]
+        indented = [_indented(text, line, begin) for line, begin in zip(lines, line_starts, strict=True)]
+        first_line_indents = 2 <= sum(indented[1:]) <= 0.6 * (len(lines) - 1)
+        wrapped = not first_line_indents and _hard_wrapped(lines)
+        current = lines[0]
+        for previous, line, starts_paragraph in zip(lines, lines[1:], indented[1:], strict=False):
+            if first_line_indents:
+                new = starts_paragraph
+            elif wrapped:
+                new = False
+            else:
+                new = not _continues(text, previous, line)
+            if new or _ITEM.match(text, line[0], line[1]):
+                found.append(current)
+                current = line
+            else:
+                current = (current[0], line[1])
+        found.append(current)
+    return found
+
+
+def clause_of(text: str) -> str:
+    """The list marker or clause number a block starts with ("12.3", "(b)", "Section 4", "-"), else ""."""
+    match = _ITEM.match(text)
+    return match.group("clause") if match else ""
+
+
+def chunk_document(
+    document: Document, counter: TokenCounter, max_tokens: int, doc_hash: str, block_tokens: int = BLOCK_TOKENS
+) -> list[Chunk]:
     """Token-bounded chunks of one document, in reading order.
 
     A chunk's id names this version of it: it is derived from the source, the document hash (its bytes and the
@@ -113,8 +187,15 @@ def chunk_document(document: Document, counter: TokenCounter, max_tokens: int, d
     """
     chunks: list[Chunk] = []
     seen: Counter[str] = Counter()
-    for section, body_start, body_end in sections(document):
-        for start, end in split_span(document.text, body_start, body_end, counter, max_tokens):
+    pieces = [
+        (section, piece)
+        for section, body_start, body_end in sections(document)
+        for block_start, block_end in blocks(document.text, body_start, body_end)
+        for piece in split_span(document.text, block_start, block_end, counter, max(block_tokens, max_tokens))
+    ]
+    for block, (section, (piece_start, piece_end)) in enumerate(pieces):
+        clause = clause_of(document.text[piece_start:piece_end])
+        for start, end in split_span(document.text, piece_start, piece_end, counter, max_tokens):
             text = document.text[start:end]
             content_hash = sha256(f"{section}\n\n{text}")
             seen[content_hash] += 1  # identical passages in one document get distinct ids
@@ -134,10 +215,20 @@ def chunk_document(document: Document, counter: TokenCounter, max_tokens: int, d
                     doc_hash=doc_hash,
                     tags=document.tags,
                     ordinal=len(chunks),
+                    block=block,
+                    clause=clause,
                 )
             )
-    ids = [chunk.id for chunk in chunks]
-    return [
-        replace(chunk, nearby=tuple(ids[max(0, index - NEARBY) : index] + ids[index + 1 : index + NEARBY + 1]))
-        for index, chunk in enumerate(chunks)
-    ]
+    return [replace(chunk, nearby=_nearby(chunks, index)) for index, chunk in enumerate(chunks)]
+
+
+def _nearby(chunks: list[Chunk], index: int) -> tuple[str, ...]:
+    """Ids of the chunks a passage may grow into: its block mates, then up to NEARBY on each side."""
+    block = chunks[index].block
+    low = high = index
+    while low > 0 and chunks[low - 1].block == block and index - low < MAX_BLOCK_CHUNKS:
+        low -= 1
+    while high + 1 < len(chunks) and chunks[high + 1].block == block and high - index < MAX_BLOCK_CHUNKS:
+        high += 1
+    mates = list(range(max(0, min(low, index - NEARBY)), min(len(chunks), max(high, index + NEARBY) + 1)))
+    return tuple(chunks[position].id for position in mates if position != index)

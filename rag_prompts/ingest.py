@@ -24,7 +24,7 @@ from .records import Chunk
 from .store import SCHEMA_VERSION, ChunkStore, StoredDocument
 from .tokens import TokenCounter
 
-CHUNKER_VERSION = 3  # 2: chunks record their ordinal; 3: context-aware vectors
+CHUNKER_VERSION = 4  # 2: chunks record their ordinal; 3: context-aware vectors; 4: blocks
 EMBED_BATCH = 256
 
 

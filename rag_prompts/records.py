@@ -46,7 +46,9 @@ class Chunk:
     tags: tuple[str, ...] = ()
     ordinal: int = -1  # position among the document's chunks; -1 when unknown (stored by an older version)
     vector_key: str = ""  # what the stored vector was computed from (see `context.vector_keys`)
-    nearby: tuple[str, ...] = ()  # ids of the chunks up to NEARBY places before and after, in document order
+    nearby: tuple[str, ...] = ()  # ids of its block mates and of up to NEARBY chunks on each side, in order
+    block: int = -1  # which block (paragraph, list item, clause, or a piece of a long one) of the document it is in
+    clause: str = ""  # the list marker or clause number its block starts with ("12.3", "(b)"), if any
 
     @property
     def embedding_text(self) -> str:

@@ -169,6 +169,8 @@ def _metadata(chunk: Chunk) -> dict[str, Any]:
                 "content_hash": chunk.content_hash,
                 "doc_hash": chunk.doc_hash,
                 "nearby": list(chunk.nearby),
+                "block": chunk.block,
+                "clause": chunk.clause,
             }
         ).decode(),
     }
@@ -201,6 +203,8 @@ def _chunk(chunk_id: str, text: str, metadata: dict[str, Any]) -> Chunk:
         ordinal=int(fields.get("ordinal", -1)),
         vector_key=str(fields.get("vector_key", "")),
         nearby=tuple(fields.get("nearby") or ()),
+        block=int(fields.get("block", -1)),
+        clause=str(fields.get("clause", "")),
     )
 
 

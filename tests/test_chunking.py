@@ -90,3 +90,80 @@ def test_property_chunks_are_bounded_exact_slices(counter: TokenCounter, text: s
     )
     covered = "".join(chunk.text for chunk in chunks)
     assert "".join(covered.split()) == "".join(body.split())  # nothing lost, nothing repeated
+
+
+def _blocks_of(text: str, counter: TokenCounter, tmp_path: Path, max_tokens: int = 40) -> list[tuple[str, str]]:
+    """(clause, text) of each block of a plain-text document, its chunks joined."""
+    document = load_document(write(tmp_path / "p.txt", text), tmp_path)
+    chunks = chunk_document(document, counter, max_tokens, "hash")
+    for chunk in chunks:
+        assert document.text[chunk.start : chunk.end] == chunk.text  # offsets exact
+    found: dict[int, list[str]] = {}
+    clauses: dict[int, str] = {}
+    for chunk in chunks:
+        found.setdefault(chunk.block, []).append(chunk.text)
+        clauses.setdefault(chunk.block, chunk.clause)
+    assert sorted(found) == list(range(len(found)))  # blocks numbered in reading order
+    return [(clauses[block], " ".join(" ".join(texts).split())) for block, texts in found.items()]
+
+
+def test_blank_lines_and_one_paragraph_per_line_make_blocks(tmp_path: Path, counter: TokenCounter) -> None:
+    text = "Refunds are paid in 14 days.\nLate refunds earn interest.\n\nComplaints go to the ombudsman.\n"
+    assert _blocks_of(text, counter, tmp_path) == [
+        ("", "Refunds are paid in 14 days."),
+        ("", "Late refunds earn interest."),
+        ("", "Complaints go to the ombudsman."),
+    ]
+
+
+def test_first_line_indents_mark_paragraphs(tmp_path: Path, counter: TokenCounter) -> None:
+    text = (
+        "  We collect your email.\nWe also collect your address.\nBoth are kept for a year.\n"
+        "  We share data with processors.\nThey are bound by contract.\n"
+        "  You may ask for a copy.\n"
+    )
+    assert [block for _, block in _blocks_of(text, counter, tmp_path)] == [
+        "We collect your email. We also collect your address. Both are kept for a year.",
+        "We share data with processors. They are bound by contract.",
+        "You may ask for a copy.",
+    ]
+
+
+def test_wrapped_lines_stay_one_paragraph_and_list_items_and_clauses_are_blocks(
+    tmp_path: Path, counter: TokenCounter
+) -> None:
+    text = (
+        "12.3 The Supplier shall keep all records of the services for six\n"
+        "years after the end of this Agreement and shall allow the Customer\n"
+        "to inspect them on reasonable notice during business hours.\n"
+        "(b) The Customer may audit the Supplier once in any year, at its\n"
+        "own cost, unless the audit finds a material breach of the terms.\n"
+        "- Audits are announced ten business days ahead of the first visit.\n"
+    )
+    blocks = _blocks_of(text, counter, tmp_path)
+    assert [clause for clause, _ in blocks] == ["12.3", "(b)", "-"]
+    assert blocks[0][1].startswith("12.3 The Supplier") and blocks[0][1].endswith("business hours.")
+    assert blocks[1][1].endswith("terms.")
+
+
+def test_long_blocks_are_cut_into_pieces_at_sentences(tmp_path: Path, counter: TokenCounter) -> None:
+    paragraph = " ".join(f"Rule {n} sets the limit for role {n} at ${n},000 per claim." for n in range(40))
+    document = load_document(write(tmp_path / "long.txt", paragraph + "\n\nShort one.\n"), tmp_path)
+    chunks = chunk_document(document, counter, 40, "hash", block_tokens=128)
+    pieces: dict[int, list[int]] = {}
+    for chunk in chunks:
+        pieces.setdefault(chunk.block, []).append(chunk.tokens)
+    assert len(pieces) > 2  # the long paragraph is several blocks, the short one its own
+    assert all(sum(tokens) <= 128 for tokens in pieces.values())
+    assert chunks[-1].text == "Short one." and chunks[-1].block == max(pieces)
+
+
+def test_nearby_lists_block_mates_and_neighbours(tmp_path: Path, counter: TokenCounter) -> None:
+    sentences = " ".join(f"Clause {n} applies to every claim over ${n}00." for n in range(12))
+    document = load_document(write(tmp_path / "n.txt", f"Intro line.\n\n{sentences}\n\nOutro line.\n"), tmp_path)
+    chunks = chunk_document(document, counter, 12, "hash", block_tokens=400)
+    middle = [chunk for chunk in chunks if chunk.block == 1]
+    assert len(middle) > 2 * 3 + 1  # more block mates than NEARBY reaches
+    first = middle[0]
+    assert {chunk.id for chunk in middle if chunk.id != first.id} <= set(first.nearby)
+    assert chunks[0].id in first.nearby  # one step beyond the block too
