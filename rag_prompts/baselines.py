@@ -2,6 +2,9 @@
 
 - `WholeDocument`: the query's document pasted into the system message and cut at the budget.
 - `FixedChunksDense`: fixed 500-character chunks, dense top-k packed greedily (the LegalBench-RAG setup).
+- `RecursiveSplitterDense`: LangChain's `RecursiveCharacterTextSplitter` (500 characters, no overlap), dense top-k,
+  the chunk texts alone packed greedily after the base message and header: the pipeline a LangChain tutorial gives
+  (needs `langchain-text-splitters`: pip install 'rag-prompts[eval]').
 """
 
 from __future__ import annotations
@@ -14,11 +17,13 @@ from .compose import BLOCK_SEPARATOR, compose_message, neutralise, render_block
 from .config import packaged_prompt
 from .dataset import Query, doc_id_of
 from .embed import Embedder
+from .errors import ConfigError
 from .metrics import Span
 from .records import Chunk, Document, Hit
 from .tokens import TokenCounter
 
 FIXED_CHUNK_CHARS = 500
+RECURSIVE_CHUNK_CHARS = 500
 
 
 def _documents_for(query: Query, documents: Mapping[str, Document]) -> list[Document]:
@@ -102,6 +107,55 @@ class FixedChunksDense:
             base_message, hits, k=len(hits) or 1, budget=budget, counter=self.counter, header=header, merge=False
         )
         return prompt.system_message, [(doc_id_of(chunk.source), chunk.start, chunk.end) for chunk in prompt.chunks]
+
+
+class RecursiveSplitterDense:
+    name = f"{RECURSIVE_CHUNK_CHARS}-char recursive splitter, dense top-k"
+
+    def __init__(self, documents: Mapping[str, Document], embedder: Embedder, counter: TokenCounter) -> None:
+        try:
+            from langchain_text_splitters import RecursiveCharacterTextSplitter
+        except ImportError as error:
+            raise ConfigError(
+                "the recursive-splitter baseline needs langchain-text-splitters:"
+                " pip install 'rag-prompts[eval]' (or run the eval without baselines)"
+            ) from error
+
+        splitter = RecursiveCharacterTextSplitter(
+            chunk_size=RECURSIVE_CHUNK_CHARS, chunk_overlap=0, add_start_index=True
+        )
+        self.counter = counter
+        self.embedder = embedder
+        self.spans: list[Span] = []
+        self.texts: list[str] = []
+        for doc_id, document in documents.items():
+            for piece in splitter.create_documents([document.text]):
+                start = int(piece.metadata["start_index"])
+                self.spans.append((doc_id, start, start + len(piece.page_content)))
+                self.texts.append(piece.page_content)
+        self.doc_ids = np.array([doc_id for doc_id, _, _ in self.spans])
+        self.tokens = [counter.count(BLOCK_SEPARATOR + text) for text in self.texts]
+        self.vectors = embedder.embed(self.texts)
+
+    def compose(self, query: Query, base_message: str, budget: int, header: str) -> tuple[str, list[Span]]:
+        """Best chunks first, each that fits after the base message and header, as plain text."""
+        scores = self.vectors @ self.embedder.embed_query(query.query)
+        if query.doc_id is not None:
+            scores = np.where(self.doc_ids == query.doc_id, scores, -np.inf)
+        message = base_message.strip() + BLOCK_SEPARATOR + header.strip()
+        used, picked = self.counter.count(message), []
+        for index in (int(i) for i in np.argsort(-scores)):
+            if not np.isfinite(scores[index]) or used >= budget:
+                break
+            if used + self.tokens[index] <= budget:
+                picked.append(index)
+                used += self.tokens[index]
+        message += "".join(BLOCK_SEPARATOR + self.texts[index] for index in picked)
+        while picked and self.counter.count(message) > budget:  # the whole counts above its parts: drop the last
+            picked.pop()
+            message = base_message.strip() + BLOCK_SEPARATOR + header.strip()
+            message += "".join(BLOCK_SEPARATOR + self.texts[index] for index in picked)
+        return message, [self.spans[index] for index in picked]
 
 
 def injected_text_matches(message: str, documents: Mapping[str, Document], spans: Sequence[Span]) -> bool:

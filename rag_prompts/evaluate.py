@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .baselines import FixedChunksDense, WholeDocument
+from .baselines import FixedChunksDense, RecursiveSplitterDense, WholeDocument
 from .config import packaged_prompt
 from .dataset import Dataset, Query, doc_id_of, restriction, sources_by_doc_id
 from .errors import ConfigError
@@ -167,16 +167,20 @@ def _run_baselines(
         documents[doc_id_of(document.source)] = document
     counter, header = pipeline.counter, pipeline.settings.header
     whole = WholeDocument(documents, counter, header)
-    fixed = FixedChunksDense(documents, pipeline.embedder, counter)
-    for method in (whole.name, fixed.name):
+    dense = [
+        FixedChunksDense(documents, pipeline.embedder, counter),
+        RecursiveSplitterDense(documents, pipeline.embedder, counter),
+    ]
+    for method in (whole.name, *(baseline.name for baseline in dense)):
         for budget in budgets:
             tallies[method, budget] = _Tally()
     for number, query in enumerate(dataset.queries):
         for budget in budgets:
             message, spans = whole.compose(query, base, budget)
             tallies[whole.name, budget].add(score_query(query.gold, spans), counter.count(message))
-            message, spans = fixed.compose(query, base, budget, header)
-            tallies[fixed.name, budget].add(score_query(query.gold, spans), counter.count(message))
+            for baseline in dense:
+                message, spans = baseline.compose(query, base, budget, header)
+                tallies[baseline.name, budget].add(score_query(query.gold, spans), counter.count(message))
         if progress is not None:
             progress("baselines", number + 1, len(dataset.queries))
 
