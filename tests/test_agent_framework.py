@@ -65,11 +65,13 @@ def test_each_run_gets_the_instructions_composed_for_its_task(
 ) -> None:
     claims = [task["task"] for task in tasks if task["agent"] == "claims_triage"]
     turns = [claims[0], claims[7], "Thanks. Summarise that in one line.", claims[0]]
-    client = ReplayChatClient(["first answer", "second answer", "third answer", "fourth answer"])
+    client = ReplayChatClient(["first answer", "second answer", "third answer", "fourth answer", "fifth answer"])
     records: list[ModelCall] = []
     agent = build_agent("claims_triage", client, pipeline=corpus_pipeline, on_call=records.append)
     session = run_all(agent, turns)
-    assert len(client.requests) == 4
+    asyncio.run(agent.run(None, session=session))  # a run on the history alone keeps the session's task
+    assert client.requests[4][1]["instructions"] == client.requests[3][1]["instructions"]
+    del client.requests[4], records[4]
     instructions = [str(options["instructions"]) for _, options in client.requests]
     for turn, sent, (messages, _) in zip(turns, instructions, client.requests, strict=True):
         assert sent == corpus_pipeline.compose(turn, "claims_triage").system_message

@@ -62,16 +62,16 @@ _REFUSED = {
 
 
 def latest_user_text(messages: Sequence[Message]) -> str | None:
-    """The text of the newest user message, or None if there is none."""
+    """The text of the newest user message with text (not an approval or an image alone), or None."""
     for message in reversed(messages):
-        if message.role == "user":
+        if message.role == "user" and message.text.strip():
             return message.text
     return None
 
 
 class PolicyProvider(ContextProvider):
     """Adds, before every run, the instructions composed for the run's task: the latest user message of the run's
-    input, or (a run without one, e.g. a tool-approval round) the session's last task."""
+    input, or (a run without one: a tool-approval answer, a run on the history alone) the session's last task."""
 
     def __init__(self, prompter: TaskPrompter, source_id: str = "rag_prompts") -> None:
         super().__init__(source_id)
