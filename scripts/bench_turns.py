@@ -341,6 +341,14 @@ def main() -> None:
     pipeline = Pipeline.from_config(args.config)
     results["tools"] = asyncio.run(bench_tools(pipeline, turn_messages(args.turns, Path(args.tasks))))
     report_tools(results["tools"])
+    try:  # the Microsoft Agent Framework rows (scripts/bench_af.py)
+        from bench_af import bench_agent_framework, report_agent_framework
+    except ImportError:
+        print("\nMicrosoft Agent Framework rows skipped: pip install 'rag-prompts[agent-framework]'")
+    else:
+        turns = turn_messages(args.turns, Path(args.tasks))
+        results["agent_framework"] = asyncio.run(bench_agent_framework(pipeline, turns, export_blob))
+        report_agent_framework(results["agent_framework"])
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2), encoding="utf-8")
 

@@ -19,9 +19,9 @@ def test_all_lists_exactly_the_public_names() -> None:
 
 def test_import_does_not_load_heavy_or_agent_packages() -> None:
     code = (
-        "import sys, rag_prompts, rag_prompts.agents, rag_prompts.classic; "
+        "import sys, rag_prompts, rag_prompts.agents, rag_prompts.classic, rag_prompts.agent_framework; "
         "heavy = [m for m in ('sentence_transformers', 'torch', 'chromadb', 'autogen', 'autogen_agentchat',"
-        " 'autogen_core', 'autogen_ext') if m in sys.modules]; print(heavy)"
+        " 'autogen_core', 'autogen_ext', 'agent_framework') if m in sys.modules]; print(heavy)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

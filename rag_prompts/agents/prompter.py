@@ -53,6 +53,12 @@ class TaskPrompter:
     def name(self) -> str:
         return self.profile.name
 
+    @property
+    def description(self) -> str:
+        """The base message's first sentence: how other agents (a team's selector) see this one."""
+        sentence, _, _ = self.profile.base_message.strip().partition(". ")
+        return sentence if sentence.endswith(".") else sentence + "."
+
     def prompt_for(self, task: str) -> ComposedPrompt:
         """The system message for `task` (the fixed task, if one was given). The latest one is cached."""
         task = self.fixed_task if self.fixed_task is not None else task
