@@ -1,14 +1,17 @@
 """Base message + ranked chunks packed under a hard token budget.
 
-The budget covers the whole message (base, header, labels, separators). Candidates are packed greedily in
-rank order, skipping any that does not fit; the final message is then counted as a whole and trimmed from the
-lowest-ranked chunk should the parts' sum ever differ from the whole, so `tokens <= budget` always holds.
+The budget covers the whole message (base, header, labels, separators). Each ranked chunk starts a passage: its
+whole block (the paragraph, list item or clause it belongs to) when that fits, else the largest run of the block
+around it that does. Budget left then buys context: a passage grows into the chunk next to it when that chunk
+scores within `adjacency` of the next passage, so a region the task needs arrives whole instead of in pieces,
+and scattered matches still get their place. The message is counted as a whole at the end and trimmed from the
+last chunk placed should the parts' sum ever differ from the whole, so `tokens <= budget` always holds.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from .config import packaged_prompt
@@ -17,7 +20,19 @@ from .records import Chunk, ComposedPrompt, DroppedChunk, Hit, IncludedChunk
 from .tokens import TokenCounter
 
 BLOCK_SEPARATOR = "\n\n"
-GAP = "\n[…]\n"  # between non-adjacent chunks of one section in a merged block
+GAP = "\n[…]\n"  # between non-adjacent chunks of one document
+
+
+@dataclass(frozen=True)
+class Growth:
+    """What a chunk next to a placed passage is worth over its own score: more inside the passage's block (the
+    paragraph or clause it is part of) than beyond it, since what a task needs is contiguous text."""
+
+    in_block: float = 0.1
+    beyond: float = 0.0
+
+
+LOOKAHEAD = 8  # passages whose block mates are fetched in one lookup
 
 # Chat-template control sequences that must not reach a model verbatim from retrieved text.
 _CONTROL = re.compile(
@@ -28,6 +43,8 @@ _CONTROL = re.compile(
 )
 _LOOKALIKE = str.maketrans({"<": "‹", ">": "›", "|": "¦", "[": "⟦", "]": "⟧"})
 
+Neighbours = Callable[[Sequence[Hit]], Sequence[Hit]]
+
 
 def neutralise(text: str) -> str:
     """Defang special tokens and fence markers with same-length look-alikes, so offsets stay valid."""
@@ -36,6 +53,14 @@ def neutralise(text: str) -> str:
 
 def _attribute(value: str) -> str:
     return neutralise(value).replace('"', "'").replace("\n", " ")
+
+
+def section_label(chunk: Chunk) -> str:
+    """The chunk's heading path without the document title (the source already names the document)."""
+    parts = chunk.section.split(" > ")
+    if parts and parts[0] == chunk.title:
+        parts = parts[1:]
+    return " > ".join(parts)
 
 
 def compose_message(
@@ -48,17 +73,17 @@ def compose_message(
     header: str | None = None,
     block_template: str | None = None,
     merge: bool = True,
-    neighbours: Callable[[Sequence[Hit]], Sequence[Hit]] | None = None,
+    neighbours: Neighbours | None = None,
+    growth: Growth = Growth(),
 ) -> ComposedPrompt:
-    """Pack up to `k` of `hits` (best first) after `base_message` within `budget` tokens.
+    """Pack passages from up to `k` of `hits` (best first) after `base_message` within `budget` tokens.
 
-    With `merge`, chunks of one section share one labelled block (its label is paid once): they appear in document
-    order, adjacent chunks joined by a line break and gaps marked with `[…]`. Blocks come in order of their best
-    chunk. Without it, every chunk gets its own block.
+    With `merge`, the chunks of one document share one fenced block (its source named once): in document order,
+    a short section label where the section changes, chunks of one paragraph joined by a space, adjacent ones by a
+    line break and gaps marked with `[…]`. Without it, every chunk gets its own block.
 
-    `neighbours`, when given, is called with the packed chunks if budget is left once `k` are in: it returns
-    scored chunks of the same documents, and the packed passages grow into the adjacent ones (same section,
-    next ordinal), best score first, while they fit. The k passages stay k; the budget buys their context."""
+    `neighbours`, when given, is called with upcoming passages and returns scored chunks near them (their block
+    mates and the chunks on either side): passages take their whole block, then grow while budget is left."""
     header = packaged_prompt("header") if header is None else header
     template = packaged_prompt("chunk") if block_template is None else block_template
     base = base_message.strip()
@@ -69,128 +94,216 @@ def compose_message(
             " shorten `base_message` or raise `budget`"
         )
     header_part = BLOCK_SEPARATOR + header.strip()
-    costs = _Costs(counter, template, counter.count(header_part), counter.count(GAP), merge)
-    packing = _Packing(budget, used)
-    for hit in hits:
-        if len(packing.included) >= k:
-            packing.dropped.append(_dropped(hit, 0, f"k={k} chunks already included"))
-            continue
-        packing.add(hit, costs.of(hit, packing.groups, first=not packing.included), "does not fit")
-    included, passages = packing.included, len(packing.included)
-    if neighbours is not None and included and len(included) >= k:
-        packing.used = _assemble(base, header_part, included, template, merge, counter)[1]  # parts overestimate
-        _expand(packing, neighbours([hit for hit, _ in included]), costs)
-    packed = {hit.chunk.id for hit, _ in included}
-    dropped = list({item.id: item for item in packing.dropped if item.id not in packed}.values())  # latest reason
-    message, tokens = _assemble(base, header_part, included, template, merge, counter)
+    layout = _Layout(counter, template, merge)
+    packing = _Packing(budget, used, layout, counter.count(header_part), growth=growth)
+    pool = _Pool(hits, neighbours)
+    packing.pool = pool if neighbours is not None else None
+    _pack(packing, pool, list(hits), k)
+    included = sorted(packing.included, key=lambda item: item[2])  # placement order: trim the last placed first
+    dropped = list({item.id: item for item in packing.dropped if item.id not in packing.taken}.values())
+    message, tokens = _assemble(base, header_part, included, layout, counter)
     while tokens > budget and included:  # the whole differs from the sum of its parts: trim, recount
-        hit, cost = included.pop()
+        hit, cost, _, _ = included.pop()
         dropped.append(_dropped(hit, cost, "trimmed: the whole message exceeded the budget"))
-        message, tokens = _assemble(base, header_part, included, template, merge, counter)
+        message, tokens = _assemble(base, header_part, included, layout, counter)
     return ComposedPrompt(
         system_message=message,
         tokens=tokens,
         budget=budget,
         encoding=counter.encoding_name,
-        chunks=tuple(_included(hit, cost, index >= passages) for index, (hit, cost) in enumerate(included)),
+        chunks=tuple(_included(hit, cost, context) for hit, cost, _, context in included),
         dropped=tuple(dropped),
     )
 
 
+def _pack(packing: _Packing, pool: _Pool, hits: list[Hit], k: int) -> None:
+    """One greedy pass: start the next passage from `hits`, or grow a placed one, whichever is worth more."""
+    position = 0
+    passages = 0
+    while packing.room() > 0:
+        while position < len(hits) and hits[position].chunk.id in packing.taken:
+            position += 1
+        upcoming = hits[position] if position < len(hits) else None
+        if upcoming is not None and passages >= k:
+            packing.dropped.append(_dropped(upcoming, 0, f"k={k} passages already included"))
+            position += 1
+            continue
+        grow = packing.best_frontier()
+        if grow is not None and (upcoming is None or grow[0] >= upcoming.score):
+            packing.place([grow[1]], "context not added")
+            continue
+        if upcoming is None:
+            break
+        position += 1
+        pool.prefetch(hits[position - 1 : position - 1 + LOOKAHEAD])
+        if packing.place([upcoming], "does not fit", anchor=upcoming):
+            passages += 1
+    for hit in hits[position:]:
+        if hit.chunk.id not in packing.taken:
+            packing.dropped.append(_dropped(hit, 0, "does not fit: the budget is full"))
+
+
+class _Pool:
+    """Every scored chunk known so far, by place, fetched from `neighbours` a few passages at a time."""
+
+    def __init__(self, hits: Sequence[Hit], neighbours: Neighbours | None) -> None:
+        self.neighbours = neighbours
+        self.by_place: dict[tuple[str, int], Hit] = {}
+        self.asked: set[str] = set()
+        self._add(hits)
+
+    def _add(self, hits: Iterable[Hit]) -> None:
+        for hit in hits:
+            if hit.chunk.ordinal >= 0:
+                self.by_place.setdefault((hit.chunk.source, hit.chunk.ordinal), hit)
+
+    def prefetch(self, upcoming: Sequence[Hit]) -> None:
+        wanted = [hit for hit in upcoming if hit.chunk.id not in self.asked]
+        if wanted and self.neighbours is not None:
+            self.asked.update(hit.chunk.id for hit in wanted)
+            self._add(self.neighbours(wanted))
+
+    def beside(self, chunk: Chunk) -> list[Hit]:
+        """The known chunks just before and after `chunk` in the same section."""
+        found = []
+        for ordinal in (chunk.ordinal - 1, chunk.ordinal + 1):
+            other = self.by_place.get((chunk.source, ordinal))
+            if other is not None and other.chunk.section == chunk.section:
+                found.append(other)
+        return found
+
+
 @dataclass(frozen=True)
-class _Costs:
+class _Layout:
+    """How chunks are rendered; what each piece costs."""
+
     counter: TokenCounter
     template: str
-    header_cost: int
-    gap_cost: int
     merge: bool
 
-    def of(self, hit: Hit, groups: set[tuple[str, str]], first: bool, adjacent: bool = False) -> int:
-        """Tokens `hit` adds: its text and a separator (a line break next to a packed chunk) when its block is
-        paid for, else a whole new block."""
-        if self.merge and (hit.chunk.source, hit.chunk.section) in groups:
-            if adjacent:
-                return self.counter.count("\n" + neutralise(hit.chunk.text))
-            return self.gap_cost + self.counter.count(neutralise(hit.chunk.text))
-        block = self.counter.count(BLOCK_SEPARATOR + render_block([hit], self.template))
-        return block + (self.header_cost if first else 0)
+    def frame_cost(self, hit: Hit) -> int:
+        return self.counter.count(BLOCK_SEPARATOR + self.template.format(source=_attribute(hit.chunk.source), text=""))
+
+    def label(self, chunk: Chunk) -> str:
+        label = section_label(chunk)
+        return f"§ {_attribute(label)}\n" if label else ""
 
 
 @dataclass
 class _Packing:
-    """Chunks packed so far, the tokens they use (an upper bound), and what was left out."""
+    """Chunks placed so far, the tokens they use (an upper bound), what was left out, and where passages can grow."""
 
     budget: int
     used: int
-    included: list[tuple[Hit, int]] = field(default_factory=list)
+    layout: _Layout
+    header_cost: int
+    included: list[tuple[Hit, int, int, bool]] = field(default_factory=list)  # hit, cost, order, context
     dropped: list[DroppedChunk] = field(default_factory=list)
-    groups: set[tuple[str, str]] = field(default_factory=set)
+    taken: set[str] = field(default_factory=set)
+    places: set[tuple[str, int]] = field(default_factory=set)
+    documents: set[str] = field(default_factory=set)
+    sections: set[tuple[str, str]] = field(default_factory=set)
+    growth: Growth | None = None
+    frontier: dict[str, tuple[float, Hit]] = field(default_factory=dict)
+    pool: _Pool | None = None
 
-    def add(self, hit: Hit, cost: int, refusal: str) -> bool:
-        """Pack `hit` if its `cost` fits the budget; otherwise record it as dropped, saying why."""
+    def room(self) -> int:
+        return self.budget - self.used
+
+    def best_frontier(self) -> tuple[float, Hit] | None:
+        return max(self.frontier.values(), key=lambda item: item[0]) if self.frontier else None
+
+    def cost(self, hits: Sequence[Hit]) -> int:
+        """Tokens that placing `hits` (one document, in order) adds to the message: an upper bound."""
+        total = 0 if self.included or not hits else self.header_cost
+        documents, sections, places = set(self.documents), set(self.sections), set(self.places)
+        counter = self.layout.counter
+        for hit in hits:
+            chunk = hit.chunk
+            if not self.layout.merge:
+                total += self.layout.frame_cost(hit) + counter.count(neutralise(chunk.text))
+                continue
+            if chunk.source not in documents:
+                total += self.layout.frame_cost(hit)
+                documents.add(chunk.source)
+            if (chunk.source, chunk.section) not in sections:
+                total += counter.count(self.layout.label(chunk))
+                sections.add((chunk.source, chunk.section))
+            adjacent = (chunk.source, chunk.ordinal - 1) in places or (chunk.source, chunk.ordinal + 1) in places
+            total += counter.count(("\n" if adjacent else GAP) + neutralise(chunk.text))
+            places.add((chunk.source, chunk.ordinal))
+        return total
+
+    def place(self, hits: Sequence[Hit], refusal: str, anchor: Hit | None = None) -> bool:
+        """Place `hits` (one document, in order) if they fit; otherwise record `anchor` (or the first) as dropped.
+        Every placed chunk but `anchor` is context: it came with a passage, not from the ranking."""
+        for hit in hits:
+            self.frontier.pop(hit.chunk.id, None)
+        cost = self.cost(hits)
         if self.used + cost > self.budget:
-            left = self.budget - self.used
-            self.dropped.append(_dropped(hit, cost, f"{refusal}: needs {cost} tokens, {left} left"))
+            left_out = anchor or hits[0]
+            self.dropped.append(_dropped(left_out, cost, f"{refusal}: needs {cost} tokens, {self.room()} left"))
             return False
-        self.included.append((hit, cost))
-        self.groups.add((hit.chunk.source, hit.chunk.section))
+        share = cost // len(hits)
+        for hit in hits:
+            chunk = hit.chunk
+            self.included.append((hit, share, len(self.included), hit is not anchor))
+            self.taken.add(chunk.id)
+            self.places.add((chunk.source, chunk.ordinal))
+            self.documents.add(chunk.source)
+            self.sections.add((chunk.source, chunk.section))
         self.used += cost
+        if self.pool is not None and self.growth is not None:
+            for hit in hits:
+                for other in self.pool.beside(hit.chunk):
+                    if other.chunk.id not in self.taken:
+                        same = other.chunk.block >= 0 and other.chunk.block == hit.chunk.block
+                        worth = other.score + (self.growth.in_block if same else self.growth.beyond)
+                        if worth > self.frontier.get(other.chunk.id, (-2.0, other))[0]:
+                            self.frontier[other.chunk.id] = (worth, other)
         return True
 
-
-def _expand(packing: _Packing, pool: Sequence[Hit], costs: _Costs) -> None:
-    """Grow the packed passages into adjacent chunks from `pool`, best score first, while they fit."""
-    by_place = {(hit.chunk.source, hit.chunk.section, hit.chunk.ordinal): hit for hit in pool if hit.chunk.ordinal >= 0}
-    taken = {hit.chunk.id for hit, _ in packing.included}
-    frontier: dict[str, Hit] = {}
-
-    def reach_from(chunk: Chunk) -> None:
-        for ordinal in (chunk.ordinal - 1, chunk.ordinal + 1):
-            neighbour = by_place.get((chunk.source, chunk.section, ordinal))
-            if neighbour is not None and neighbour.chunk.id not in taken:
-                frontier[neighbour.chunk.id] = neighbour
-
-    for hit, _ in packing.included:
-        if hit.chunk.ordinal >= 0:
-            reach_from(hit.chunk)
-    while frontier:
-        best = max(frontier.values(), key=lambda candidate: candidate.score)
-        del frontier[best.chunk.id]
-        taken.add(best.chunk.id)
-        if packing.add(best, costs.of(best, packing.groups, first=False, adjacent=True), "context not added"):
-            reach_from(best.chunk)
-
-
-def render_block(hits: Sequence[Hit], template: str) -> str:
-    """One labelled block for chunks of one section, in document order; adjacent ones joined, gaps marked."""
-    ordered = sorted(hits, key=lambda hit: hit.chunk.start)
-    parts: list[str] = []
-    for index, hit in enumerate(ordered):
-        if index:
-            previous = ordered[index - 1].chunk
-            adjacent = previous.ordinal >= 0 and hit.chunk.ordinal == previous.ordinal + 1
-            parts.append("\n" if adjacent else GAP)
-        parts.append(neutralise(hit.chunk.text))
-    chunk = ordered[0].chunk
-    return template.format(source=_attribute(chunk.source), section=_attribute(chunk.section), text="".join(parts))
+    def fits(self, hits: Sequence[Hit]) -> bool:
+        return self.used + self.cost(hits) <= self.budget
 
 
 def _assemble(
     base: str,
     header_part: str,
-    included: list[tuple[Hit, int]],
-    template: str,
-    merge: bool,
+    included: Sequence[tuple[Hit, int, int, bool]],
+    layout: _Layout,
     counter: TokenCounter,
 ) -> tuple[str, int]:
     if not included:
         return base, counter.count(base)
-    blocks: dict[tuple[str, ...], list[Hit]] = {}
-    for hit, _ in included:
-        key = (hit.chunk.source, hit.chunk.section) if merge else (hit.chunk.id,)
-        blocks.setdefault(key, []).append(hit)
-    message = base + header_part + "".join(BLOCK_SEPARATOR + render_block(group, template) for group in blocks.values())
+    groups: dict[str, list[Hit]] = {}
+    for hit, _, _, _ in included:
+        key = hit.chunk.source if layout.merge else hit.chunk.id
+        groups.setdefault(key, []).append(hit)
+    blocks = "".join(BLOCK_SEPARATOR + render_block(group, layout.template) for group in groups.values())
+    message = base + header_part + blocks
     return message, counter.count(message)
+
+
+def render_block(hits: Sequence[Hit], template: str) -> str:
+    """One fenced block for chunks of one document, in document order: a label where the section changes,
+    chunks of one paragraph joined by a space, adjacent ones by a line break, gaps marked."""
+    ordered = sorted(hits, key=lambda hit: (hit.chunk.start, hit.chunk.ordinal))
+    parts: list[str] = []
+    previous: Chunk | None = None
+    for hit in ordered:
+        chunk = hit.chunk
+        adjacent = previous is not None and previous.ordinal >= 0 and chunk.ordinal == previous.ordinal + 1
+        if previous is not None:
+            same_block = adjacent and chunk.block >= 0 and chunk.block == previous.block
+            parts.append(" " if same_block else "\n" if adjacent else GAP)
+        if previous is None or chunk.section != previous.section:
+            label = section_label(chunk)
+            if label:
+                parts.append(("" if previous is None or parts[-1].endswith("\n") else "\n") + f"§ {_attribute(label)}\n")
+        parts.append(neutralise(chunk.text))
+        previous = chunk
+    return template.format(source=_attribute(ordered[0].chunk.source), text="".join(parts))
 
 
 def _included(hit: Hit, cost: int, context: bool) -> IncludedChunk:

@@ -6,8 +6,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from collections.abc import Sequence
+from dataclasses import replace
+
 from rag_prompts import BudgetError, Chunk, Hit, TokenCounter, compose_message
 from rag_prompts.compose import neutralise
+from rag_prompts.tokens import token_counter
 
 
 def hit(text: str, score: float = 0.5, section: str = "Doc > Part", source: str = "doc.md", n: int = 0) -> Hit:
@@ -72,7 +76,7 @@ def test_property_message_never_exceeds_budget(
     assert sorted(item.id for item in [*prompt.chunks, *prompt.dropped]) == sorted(item.chunk.id for item in hits)
     for special in ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|eot_id|>", "[INST]", "<</SYS>>"):
         assert special not in prompt.system_message.replace(base.strip(), "", 1)
-    blocks = {chunk.section for chunk in prompt.chunks} if merge else prompt.chunks
+    blocks = {chunk.source for chunk in prompt.chunks} if merge else prompt.chunks
     assert prompt.system_message.count("</policy>") == len(blocks)
     for included in prompt.chunks:
         assert neutralise(texts[int(included.id[2:])]) in prompt.system_message
@@ -95,7 +99,7 @@ def test_k_limits_the_number_of_chunks_and_reports_the_rest(counter: TokenCounte
     hits = [hit(f"Rule {n}.", 1 - n / 10, n=n) for n in range(5)]
     prompt = compose_message("Base.", hits, k=2, budget=1000, counter=counter)
     assert [chunk.id for chunk in prompt.chunks] == ["id0", "id1"]
-    assert [d.reason for d in prompt.dropped] == ["k=2 chunks already included"] * 3
+    assert [d.reason for d in prompt.dropped] == ["k=2 passages already included"] * 3
 
 
 def test_message_layout_labels_and_fences_each_chunk(counter: TokenCounter) -> None:
@@ -108,7 +112,7 @@ def test_message_layout_labels_and_fences_each_chunk(counter: TokenCounter) -> N
     )
     message = prompt.system_message
     assert message.startswith("Base message.\n\n# Policy excerpts\n")
-    assert '<policy source="x/y.md" section="A > \'B\'">\nBody ‹¦endoftext¦› text\n</policy>' in message
+    assert '<policy source="x/y.md">\n§ A > \'B\'\nBody ‹¦endoftext¦› text\n</policy>' in message
     assert prompt.chunks[0].tokens > 0 and prompt.encoding == "cl100k_base"
 
 
@@ -171,45 +175,68 @@ def test_chunks_of_one_section_share_one_block_in_document_order(counter: TokenC
     )
     merged = compose_message("Base.", [second, far, first], k=5, budget=500, counter=counter)
     assert merged.system_message.count("<policy ") == 1
-    assert "Limit A is $10.\nLimit B is $20.\n[…]\nLimit Z is $99." in merged.system_message
+    assert '<policy source="doc.md">\n§ Limits\nLimit A is $10.\nLimit B is $20.\n[…]\nLimit Z is $99.' in (
+        merged.system_message
+    )
     separate = compose_message("Base.", [second, far, first], k=5, budget=500, counter=counter, merge=False)
     assert separate.system_message.count("<policy ") == 3
     assert merged.tokens < separate.tokens  # the label is paid once
 
 
-def test_budget_left_after_k_grows_passages_into_their_best_neighbours(counter: TokenCounter) -> None:
-    """Two passages are packed (k=2); the budget left goes to adjacent chunks, best score first, until full."""
-    scores = {0: 0.6, 1: 0.8, 2: 0.1, 3: 0.0, 4: 0.2, 5: 0.9, 6: 0.7, 7: 0.05, 8: 0.0, 9: 0.0}
-    document = [hit(f"Sentence number {n} of the rule.", scores[n], n=n) for n in range(10)]
-    seeds = [document[5], document[1], document[6]]
-    pool = list(document)
-    exact = compose_message("Base.", [document[n] for n in (5, 1, 6, 0)], k=4, budget=4000, counter=counter)
-    asked: list[list[str]] = []
-
-    def neighbours(packed: list[Hit]) -> list[Hit]:
-        asked.append([item.chunk.id for item in packed])
-        return pool
-
-    budget = exact.tokens + 2  # room for two neighbours (each costs about 9 tokens), not for a third
-    prompt = compose_message("Base.", seeds, k=2, budget=budget, counter=counter, neighbours=neighbours)
-    assert asked == [["id5", "id1"]]
-    packed = [chunk.id for chunk in prompt.chunks]
-    assert packed == ["id5", "id1", "id6", "id0"] and prompt.tokens <= budget
-    assert [chunk.context for chunk in prompt.chunks] == [False, False, True, True]
-    assert "Sentence number 0 of the rule.\nSentence number 1 of the rule.\n[…]\nSentence number 5" in (
-        prompt.system_message
-    )
-    assert any(item.reason.startswith("context not added") for item in prompt.dropped)
-    grown = compose_message("Base.", seeds, k=2, budget=4000, counter=counter, neighbours=neighbours)
-    assert len(grown.chunks) == 10  # room for all: the passages grow until the document is whole
+def _paragraphs(scores: list[list[float]]) -> list[Hit]:
+    """One document of paragraphs (blocks) of sentences (chunks) with the given scores, in reading order."""
+    hits, start = [], 0
+    for block, sentence_scores in enumerate(scores):
+        for score in sentence_scores:
+            n = len(hits)
+            text = f"Sentence {n} of paragraph {block} sets one rule."
+            chunk = Chunk(f"id{n}", "doc.md", "/", "Doc", "Doc", start, start + len(text), text, 0, f"c{n}", "d",
+                          ordinal=n, block=block)  # fmt: skip
+            hits.append(Hit(chunk, score))
+            start += len(text) + 1
+    by_id = {hit.chunk.id: hit for hit in hits}
+    for index, hit in enumerate(hits):
+        nearby = tuple(other.chunk.id for other in hits if other is not hit and abs(other.chunk.ordinal - index) <= 3)
+        by_id[hit.chunk.id] = Hit(replace(hit.chunk, nearby=nearby), hit.score)
+    return list(by_id.values())
 
 
-def test_no_growth_while_k_is_not_reached(counter: TokenCounter) -> None:
-    """When the budget binds before k passages are in, there is nothing left to grow with: no neighbour lookup."""
-    document = [hit(f"Sentence number {n} of the rule.", 1 - n / 10, n=n) for n in range(10)]
+def _compose_document(document: list[Hit], budget: int, k: int = 20) -> list[str]:
+    def neighbours(packed: Sequence[Hit]) -> list[Hit]:
+        wanted = {chunk_id for hit in packed for chunk_id in hit.chunk.nearby}
+        return [hit for hit in document if hit.chunk.id in wanted]
 
-    def neighbours(packed: list[Hit]) -> list[Hit]:
-        raise AssertionError("must not be asked")
+    ranked = sorted(document, key=lambda hit: -hit.score)[:6]
+    prompt = compose_message("Base.", ranked, k=k, budget=budget, counter=COUNTER, neighbours=neighbours)
+    assert prompt.tokens <= budget
+    return [chunk.id for chunk in prompt.chunks]
 
-    prompt = compose_message("Base.", document, k=10, budget=60, counter=counter, neighbours=neighbours)
-    assert 0 < len(prompt.chunks) < 10 and prompt.tokens <= 60
+
+COUNTER = token_counter("gpt-4")
+
+
+def test_a_paragraph_that_is_relevant_throughout_is_sent_whole() -> None:
+    """The best sentence's paragraph mates score close to it: the budget buys the whole paragraph first."""
+    document = _paragraphs([[0.1, 0.1], [0.62, 0.7, 0.6, 0.61], [0.66, 0.1], [0.65, 0.1, 0.1]])
+    packed = _compose_document(document, budget=130)
+    assert packed[:4] == ["id3", "id2", "id4", "id5"]  # paragraph 1, grown from its best sentence
+
+
+def test_scattered_matches_get_their_sentences_not_their_paragraphs() -> None:
+    """Only one sentence of each paragraph matches: the budget goes to the other matching sentences instead."""
+    document = _paragraphs([[0.1, 0.7, 0.1], [0.1, 0.1, 0.68], [0.66, 0.1, 0.1], [0.1, 0.65, 0.1]])
+    packed = _compose_document(document, budget=120)
+    assert packed[:4] == ["id1", "id5", "id6", "id10"]
+    assert not {"id0", "id2", "id3", "id4"} & set(packed[:4])
+
+
+def test_passages_grow_beyond_their_block_once_the_ranking_is_used_up() -> None:
+    document = _paragraphs([[0.2, 0.1], [0.9], [0.3, 0.0]])
+    packed = _compose_document(document, budget=4000, k=1)
+    assert packed[0] == "id2" and set(packed) == {hit.chunk.id for hit in document}  # grown until whole
+
+
+def test_without_neighbours_only_ranked_chunks_are_sent() -> None:
+    document = _paragraphs([[0.1, 0.9, 0.1], [0.8]])
+    prompt = compose_message("Base.", [document[1], document[3]], k=5, budget=4000, counter=COUNTER)
+    assert [chunk.id for chunk in prompt.chunks] == ["id1", "id3"]
