@@ -135,7 +135,7 @@ def test_agentchat_tool_chain_with_200_kb_outputs(corpus_pipeline: Pipeline, tmp
     assert all(export not in text for export in exports for text in texts)
     stored_id = texts[0].split("id ", 1)[1].split(",", 1)[0]
     folder = corpus_pipeline.settings.artifacts_folder
-    assert (folder / f"{stored_id}.txt").read_text("utf-8") == exports[0]
+    assert (folder / stored_id / "output.txt").read_text("utf-8") == exports[0]
     reader = next(tool for tool in agent._tools if tool.name == "read_stored_output")
     page = asyncio.run(reader.run_json({"output_id": stored_id, "page": 2}, cancellation_token=_token()))
     assert page.startswith(f"[stored output {stored_id}, page 2 of ") and token_counter("gpt-4").count(page) <= 600
@@ -256,7 +256,7 @@ def test_classic_tool_chain_with_200_kb_outputs(corpus_pipeline: Pipeline) -> No
     tool_texts = [item.text for items in payloads for item in items if item.role == "tool"]
     assert tool_texts and all("stored outside the prompt" in text for text in tool_texts)
     assert all(export not in text for export in exports for text in tool_texts)
-    read = stored_output_reader(ArtifactStore(corpus_pipeline.settings.artifacts_folder), 600, "gpt-4")
+    read = stored_output_reader(ArtifactStore(corpus_pipeline.settings.artifacts_folder, "claims_triage"), 600, "gpt-4")
     stored_id = tool_texts[-1].split("id ", 1)[1].split(",", 1)[0]
     pages = [read(stored_id, 1), read(stored_id, 2)]
     assert all(token_counter("gpt-4").count(page) <= 600 for page in pages)
@@ -407,7 +407,7 @@ def test_classic_long_tool_chain_and_the_stored_output_tool(corpus_pipeline: Pip
     assert tools > 50  # the read tool's definition goes with every call, and counts
     check_payloads([payload], 4096 - 512 - tools)
     assert [item.answers for item in payload if item.role == "tool"][-1] == "chain-7"
-    stored_id = hashlib.sha256(exports[-1].encode()).hexdigest()[:16]
+    stored_id = hashlib.sha256(b"claims_triage\0" + exports[-1].encode()).hexdigest()[:16]
     page = user.function_map["read_stored_output"](output_id=stored_id, page=1)
     assert page.startswith(f"[stored output {stored_id}, page 1 of ") and token_counter("gpt-4").count(page) <= 600
 

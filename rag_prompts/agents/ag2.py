@@ -58,9 +58,8 @@ def build_ag2_agent(prompter: TaskPrompter, llm_config: Any, **agent_kwargs: Any
         **agent_kwargs,
     )
     settings = prompter.pipeline.settings
-    guard = PayloadTransform(
-        agent, prompter, ArtifactStore(settings.artifacts_folder), payload_log(settings.payload_log_path), summariser
-    )
+    artifacts = ArtifactStore(settings.artifacts_folder, owner=prompter.name)  # readable by this agent only
+    guard = PayloadTransform(agent, prompter, artifacts, payload_log(settings.payload_log_path), summariser)
     TransformMessages(transforms=[guard], verbose=False).add_to_agent(agent)  # runs after the system message hook
     PAYLOAD_GUARDS[agent] = guard
     return agent
