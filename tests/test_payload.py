@@ -165,6 +165,53 @@ def test_agentchat_team_members_each_stay_within_their_own_budget(corpus_pipelin
     assert max(check_payloads(agentchat_payloads(review_client), 4500 - 1024)) > 2500
 
 
+def internal_export() -> str:
+    """401 rows of an internal export that only the agent that asked for it may see."""
+    return json.dumps([{"claim": f"INTERNAL-{n:04d}", "reserve": n * 37, "note": "adjuster only"} for n in range(401)])
+
+
+@pytest.mark.parametrize("reflect", [None, False])
+def test_a_group_chat_keeps_one_agents_raw_tool_output_from_the_others(
+    corpus_pipeline: Pipeline, reflect: bool | None
+) -> None:
+    export = internal_export()
+
+    def export_claims(region: int) -> str:
+        """Export the region's claims with their internal reserve notes."""
+        return export
+
+    def lookup_form(number: str) -> str:
+        """Look up a claim form by number."""
+        return f"Form {number}: first notice of loss."
+
+    call = FunctionCall(id="call-export", name="export_claims", arguments=json.dumps({"region": 4}))
+    asked = CreateResult(finish_reason="function_calls", content=[call], usage=RequestUsage(0, 0), cached=False)
+    triage_client = ReplayChatCompletionClient(
+        [asked, "Region 4: 401 open claims, 12 need a referral.", "Triage done."], model_info=SINGLE_SYSTEM_MESSAGE
+    )
+    review_client = ReplayChatCompletionClient(["Reviewed."] * 3, model_info=SINGLE_SYSTEM_MESSAGE)
+    chosen = {} if reflect is None else {"reflect_on_tool_use": reflect}
+    triage = build_agent("claims_triage", triage_client, pipeline=corpus_pipeline, tools=[export_claims], **chosen)
+    reviewer = build_agent("compliance_reviewer", review_client, pipeline=corpus_pipeline, tools=[lookup_form])
+    asyncio.run(RoundRobinGroupChat([triage, reviewer], max_turns=4).run(task=TASK))
+
+    triage_saw = [str(message.content) for messages in sent(triage_client) for message in messages]
+    reviewer_saw = "\n".join(str(message.content) for messages in sent(review_client) for message in messages)
+    assert len(sent(review_client)) == 2 and any("INTERNAL-0000" in text for text in triage_saw)
+    if reflect is None:  # the factory's default: the team gets the triage model's answer, not the export
+        assert "INTERNAL-" not in reviewer_saw and "401 open claims, 12 need a referral" in reviewer_saw
+    else:  # AgentChat's own default: the raw output goes on to every other agent's model
+        assert reviewer_saw.count("INTERNAL-") > 20
+
+    stored_id = next(text for text in triage_saw if "stored outside the prompt" in text).split("id ", 1)[1][:16]
+    reviewers_reader = next(tool for tool in reviewer._tools if tool.name == "read_stored_output")
+    reply = asyncio.run(reviewers_reader.run_json({"output_id": stored_id, "page": 1}, cancellation_token=_token()))
+    assert reply == f"[stored output {stored_id} was stored by another agent; it is not readable here]"
+    triage_reader = next(tool for tool in triage._tools if tool.name == "read_stored_output")
+    page = asyncio.run(triage_reader.run_json({"output_id": stored_id, "page": 1}, cancellation_token=_token()))
+    assert "INTERNAL-0000" in page
+
+
 def test_every_call_is_logged_and_the_log_command_shows_the_peak(
     corpus_pipeline: Pipeline, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
