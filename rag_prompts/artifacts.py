@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import stat
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +93,7 @@ class ArtifactStore:
             _fsync(self.folder)
         finally:
             shutil.rmtree(partial, ignore_errors=True)
+        _sweep(self.folder)
         return StoredOutput(artifact_id, len(text), tokens, len(offsets) - 1)
 
     def _existing(self, final: Path) -> dict[str, Any] | None:
@@ -158,6 +160,18 @@ class ArtifactStore:
         with contextlib.suppress(OSError):  # a read-only folder: cut again next time
             _write_json(self.folder / artifact_id / INDEX_FILE, index)  # the folder was just opened without links
         return offsets
+
+
+def _sweep(folder: Path, older_than: float = 3600.0) -> None:
+    """Remove what stores killed mid-write left behind (hidden partial folders over an hour old)."""
+    cutoff = time.time() - older_than
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.startswith(".partial-") and entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    os.unlink(entry.path)
 
 
 def _stored(artifact_id: str, index: dict[str, Any]) -> StoredOutput:

@@ -153,9 +153,11 @@ def test_a_store_cut_short_leaves_no_output_and_the_next_one_completes(
     stray = tmp_path / f".partial-{output_id}-1-00000000"  # what a killed process (no finally) leaves
     stray.mkdir()
     (stray / TEXT_FILE).write_text(text[:100], "utf-8")
+    os.utime(stray, (0, 0))  # an hour old and more: swept by the next store
     stored = store.put(text, counter, CAP)
     replies = read_all(stored_output_reader(store, CAP, counter), stored.id)
     assert "".join(reply.split("\n", 1)[1] for reply in replies) == text
+    assert os.listdir(tmp_path) == [stored.id]
 
 
 def test_lone_surrogates_and_bad_requests_are_answered_in_words(tmp_path: Path, counter: TokenCounter) -> None:
