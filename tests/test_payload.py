@@ -321,6 +321,43 @@ def classic_pair(pipeline: Pipeline) -> list[tuple[Any, list[Any]]]:
     ]
 
 
+@pytest.mark.parametrize("shared", [False, True])
+def test_an_ag2_group_chat_keeps_one_agents_tool_output_from_the_others(
+    corpus_pipeline: Pipeline, shared: bool
+) -> None:
+    import autogen
+    from autogen import GroupChat, GroupChatManager, UserProxyAgent
+
+    export = internal_export()
+
+    def export_claims(region: int) -> str:
+        """Export the region's claims with their internal reserve notes."""
+        return export
+
+    asked = {"id": "call-export", "name": "export_claims", "arguments": json.dumps({"region": 4})}
+    triage, triage_calls = classic_agent("claims_triage", corpus_pipeline, [asked, "Region 4: 401 claims.", "Done."])
+    reviewer, review_calls = classic_agent(
+        "compliance_reviewer", corpus_pipeline, ["Reviewed."] * 3, shared_tool_outputs=shared
+    )
+    user = UserProxyAgent("user", human_input_mode="NEVER", code_execution_config=False, default_auto_reply="")
+    autogen.register_function(export_claims, caller=triage, executor=user, description="Export claims.")
+    triage.register_model_client(RecordingClient, calls=triage_calls, replies=[asked, "Region 4: 401 claims."])
+    chat = GroupChat([user, triage, reviewer], messages=[], max_round=6, speaker_selection_method="round_robin")
+    user.initiate_chat(GroupChatManager(chat, llm_config=False), message=TASK, silent=True)
+
+    triage_saw = [item.text for items in classic_payloads(triage_calls) for item in items]
+    reviewer_saw = classic_payloads(review_calls)
+    assert any("INTERNAL-0000" in text for text in triage_saw)  # its own output, as an excerpt with a reference
+    check_payloads(reviewer_saw, 8192 - 1024)
+    tool_texts = [item.text for items in reviewer_saw for item in items if item.role == "tool"]
+    assert tool_texts  # the call and its result stay paired, so providers accept the history
+    if shared:
+        assert any("INTERNAL-" in text for text in tool_texts)
+    else:
+        assert tool_texts == ["[the output of claims_triage's export_claims call is not shown to compliance_reviewer]"]
+        assert not any("INTERNAL-" in item.text for items in reviewer_saw for item in items)
+
+
 def test_classic_two_agents_talking_each_stay_within_their_own_budget(corpus_pipeline: Pipeline) -> None:
     (triage, triage_calls), (reviewer, review_calls) = classic_pair(corpus_pipeline)
     reviewer.initiate_chat(triage, message=TASK, max_turns=20, silent=True)
