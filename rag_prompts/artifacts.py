@@ -106,9 +106,14 @@ class ArtifactStore:
             final.unlink()  # never followed, never kept: the output is written afresh
             return None
         try:
-            return self._index(final.name)
-        except RagPromptsError:
-            shutil.rmtree(final, ignore_errors=True)  # not one this store wrote: rewrite it
+            index = self._index(final.name)
+            _stored(final.name, index)
+            return index
+        except (RagPromptsError, ValueError, KeyError, IndexError, TypeError):
+            # Not one this store completed (its index is missing or damaged): kept aside, never deleted, and
+            # written afresh.
+            with contextlib.suppress(FileNotFoundError):  # another process set it aside first
+                final.rename(final.with_name(f".damaged-{final.name}-{os.urandom(4).hex()}"))
             return None
 
     def _index(self, artifact_id: str) -> dict[str, Any]:

@@ -172,3 +172,6 @@ def test_lone_surrogates_and_bad_requests_are_answered_in_words(tmp_path: Path, 
     (tmp_path / stored.id / INDEX_FILE).write_text("{broken", "utf-8")
     assert read(stored.id, 1) == f"[stored output {stored.id!r} could not be read: JSONDecodeError]"
     assert os.listdir(tmp_path) == [stored.id]
+    again = store.put(text, counter, CAP)  # a damaged output is set aside (kept) and stored afresh
+    assert again == stored and "".join(reply.split("\n", 1)[1] for reply in read_all(read, stored.id)) == text
+    assert sorted(os.listdir(tmp_path))[0].startswith(f".damaged-{stored.id}-")
