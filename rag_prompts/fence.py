@@ -111,7 +111,7 @@ def _neutralise(text: str) -> str:
 
 def neutralise(text: str) -> str:
     """`text` as it may appear inside the fence (see the module docstring); the same text, the same result."""
-    return _neutralise(text) if len(text) <= 4096 else _defang(_BREAKS.sub("\n", _REMOVED.sub("", text)))
+    return _neutralise(text) if len(text) <= 2048 else _defang(_BREAKS.sub("\n", _REMOVED.sub("", text)))
 
 
 def attribute(value: str) -> str:
