@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -20,6 +21,7 @@ import shutil
 import stat
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ PAGE_HEADER_TOKENS = 40  # "[stored output <id>, page N of M]\n": 16 hex digits 
 TEXT_FILE = "output.txt"
 INDEX_FILE = "pages.json"
 _SLICE = 1 << 20  # characters hashed at a time, so a large output is never encoded whole
+_REGION = 4 << 20  # characters one worker thread cuts into pages
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _UTF8 = ("utf-8", "surrogatepass")  # a tool may return lone surrogates; they are stored and read back as they were
 
@@ -159,7 +162,7 @@ class ArtifactStore:
             return list(index["layouts"][layout])
         text = self._read(artifact_id, TEXT_FILE).decode(*_UTF8)
         offsets = [0]
-        for start, end, _ in page_spans(text, max_tokens - PAGE_HEADER_TOKENS, counter):
+        for start, end, _ in all_page_spans(text, max_tokens - PAGE_HEADER_TOKENS, counter):
             offsets.append(offsets[-1] + len(text[start:end].encode(*_UTF8)))
         index["layouts"][layout] = offsets
         with contextlib.suppress(OSError):  # a read-only folder: cut again next time
@@ -192,7 +195,7 @@ def _write_pages(text: str, path: Path, max_tokens: int, counter: TokenCounter) 
     """Write `text` page by page; the byte offset of each page start (and the end), and the tokens of all pages."""
     offsets, tokens = [0], 0
     with path.open("wb") as file:
-        for start, end, count in page_spans(text, max_tokens, counter):
+        for start, end, count in all_page_spans(text, max_tokens, counter):
             data = text[start:end].encode(*_UTF8)
             file.write(data)
             offsets.append(offsets[-1] + len(data))
@@ -219,17 +222,20 @@ def _fsync(folder: Path) -> None:
         os.close(handle)
 
 
-def page_spans(text: str, max_tokens: int, counter: TokenCounter) -> Iterator[tuple[int, int, int]]:
-    """(start, end, tokens) of consecutive pages that cover `text` exactly, each at most `max_tokens` tokens,
-    ending after a line break (else a space) where one is near the end. Each page is counted about once: its length
-    is guessed from the characters per token seen so far, and shrunk only when the count says it is over."""
+def page_spans(
+    text: str, max_tokens: int, counter: TokenCounter, start: int = 0, stop: int | None = None
+) -> Iterator[tuple[int, int, int]]:
+    """(start, end, tokens) of consecutive pages that cover `text[start:stop]` exactly, each at most `max_tokens`
+    tokens, ending after a line break (else a space) where one is near the end. Each page is counted about once: its
+    length is guessed from the characters per token seen so far, and shrunk only when the count says it is over."""
     if max_tokens < 1:
         raise RagPromptsError(f"pages of {max_tokens} tokens cannot hold text; raise `tool_output_tokens`")
-    target, ratio, start, size = max(1, max_tokens * 9 // 10), 4.0, 0, len(text)
+    size = len(text) if stop is None else stop
+    target, ratio = max(1, max_tokens * 9 // 10), 4.0
     while start < size:
         length = max(1, int(target * ratio))
         for _ in range(8):
-            end = _cut_point(text, start, min(size, start + length))
+            end = _cut_point(text, start, min(size, start + length), size)
             tokens = counter.count(text[start:end])
             if end - start <= 1 or (tokens <= max_tokens and (tokens * 2 >= max_tokens or end == size)):
                 break  # within the cap and at least half full (or a single character, which cannot be cut)
@@ -245,10 +251,27 @@ def page_spans(text: str, max_tokens: int, counter: TokenCounter) -> Iterator[tu
         start = end
 
 
-def _cut_point(text: str, start: int, end: int) -> int:
-    """`end`, or a little before it, just after a line break (else a space) in the page's last quarter."""
-    if end >= len(text):
-        return len(text)
+def all_page_spans(text: str, max_tokens: int, counter: TokenCounter) -> list[tuple[int, int, int]]:
+    """`page_spans` of the whole text; a long text is cut into regions paginated side by side (tiktoken counts
+    outside the GIL, so each core takes a region)."""
+    bounds = [0]
+    while len(text) - bounds[-1] > _REGION:
+        bounds.append(_cut_point(text, bounds[-1], bounds[-1] + _REGION, len(text)))
+    bounds.append(len(text))
+    regions = list(itertools.pairwise(bounds))
+    workers = min(len(regions), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+    if workers <= 1:
+        return list(page_spans(text, max_tokens, counter))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        parts = pool.map(lambda region: list(page_spans(text, max_tokens, counter, *region)), regions)
+        return [span for part in parts for span in part]
+
+
+def _cut_point(text: str, start: int, end: int, stop: int) -> int:
+    """`end`, or a little before it, just after a line break (else a space) in the page's last quarter; `stop`
+    where the text (or its region) ends."""
+    if end >= stop:
+        return stop
     floor = start + (end - start) * 3 // 4
     for mark in ("\n", " "):
         found = text.rfind(mark, floor, end)
