@@ -35,8 +35,8 @@ _FORMAT = (
 _CONTROL = "\x00-\x08\x0e-\x1b\x1f\x7f-\x84\x86-\x9f"  # C0 and C1 controls that are neither whitespace nor a break
 _REMOVED = re.compile(f"[{_FORMAT}{_CONTROL}]+")
 _BREAKS = re.compile("[\x0b\x0c\x1c-\x1e\x85]")  # line breaks of str.splitlines that few readers expect
-# Every character str.splitlines breaks a line at, and the other controls: none may appear in an attribute.
-_NOT_IN_ATTRIBUTE = re.compile(f"[\t\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029{_FORMAT}{_CONTROL}]+")
+# Every character str.splitlines breaks a line at, and tab: an attribute has spaces instead.
+_NOT_IN_ATTRIBUTE = re.compile("[\t\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]+")
 # Invisible when read, so left out of the folded copy only (they are kept in what is sent).
 _IGNORED = frozenset(
     "\u034f\u115f\u1160\u17b4\u17b5\u180b\u180c\u180d\u180f\u200c\u200d\u3164\uffa0"
@@ -115,9 +115,9 @@ def neutralise(text: str) -> str:
 
 
 def attribute(value: str) -> str:
-    """A file name or section title as a fence attribute: one line (every line break and control becomes a
-    space), no double quote (nor its full-width form), no special sequence."""
-    return neutralise(_NOT_IN_ATTRIBUTE.sub(" ", value)).replace('"', "'").replace("\uff02", "'")
+    """A file name or section title as a fence attribute: one line (every line break becomes a space), no
+    double quote (nor its full-width form), no special sequence, no format or control character."""
+    return neutralise(_NOT_IN_ATTRIBUTE.sub(" ", _REMOVED.sub("", value))).replace('"', "'").replace("\uff02", "'")
 
 
 __all__ = ["attribute", "neutralise"]
