@@ -37,12 +37,16 @@ def build_agent(
     tool_output_tokens: int | None = None,
     summariser: Summariser | None = None,
     task: str | None = None,
+    shared_tool_outputs: bool = False,
     **agent_kwargs: Any,
 ) -> AssistantAgent:
     """An AG2 `autogen.AssistantAgent` for the `[agents.NAME]` profile, its system message recomposed for the
     latest user message before every reply (the same rules as `rag_prompts.build_agent`). `llm_config` is AG2's
     (a dict or `autogen.LLMConfig`); other keywords go to `AssistantAgent`. The payload is bounded by a
-    `TransformMessages` capability with a `PayloadTransform` (the same rules as the AgentChat agents)."""
+    `TransformMessages` capability with a `PayloadTransform` (the same rules as the AgentChat agents).
+
+    In an AG2 `GroupChat` every message goes to every member, other agents' tool calls and outputs included; the
+    agent's model is sent a note in place of each output of another agent's tool call unless `shared_tool_outputs`."""
     try:
         from .agents.ag2 import build_ag2_agent
     except ImportError as error:
@@ -65,7 +69,9 @@ def build_agent(
         tool_output_tokens=tool_output_tokens,
         task=task,
     )
-    return build_ag2_agent(prompter, llm_config, summariser=summariser, **agent_kwargs)
+    return build_ag2_agent(
+        prompter, llm_config, summariser=summariser, shared_tool_outputs=shared_tool_outputs, **agent_kwargs
+    )
 
 
 def register_stored_output_tool(agent: AssistantAgent, executor: Any) -> None:

@@ -10,12 +10,13 @@ last chunk placed should the parts' sum ever differ from the whole, so `tokens <
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from .config import packaged_prompt
 from .errors import BudgetError
+from .fence import attribute as _attribute
+from .fence import neutralise as neutralise  # re-exported: the eval checks spans with it
 from .records import Chunk, ComposedPrompt, DroppedChunk, Hit, IncludedChunk
 from .tokens import TokenCounter
 
@@ -34,25 +35,7 @@ class Growth:
 
 LOOKAHEAD = 8  # passages whose block mates are fetched in one lookup
 
-# Chat-template control sequences that must not reach a model verbatim from retrieved text.
-_CONTROL = re.compile(
-    r"<\|[^|<>\n]{1,40}\|>"  # <|endoftext|>, <|im_start|>, <|eot_id|>, <|start_header_id|> ...
-    r"|\[/?INST\]|<</?SYS>>|</?s>|<(?:start|end)_of_turn>|</?(?:bos|eos)>"
-    r"|</?policy\b",  # our own fence
-    re.IGNORECASE,
-)
-_LOOKALIKE = str.maketrans({"<": "‹", ">": "›", "|": "¦", "[": "⟦", "]": "⟧"})
-
 Neighbours = Callable[[Sequence[Hit]], Sequence[Hit]]
-
-
-def neutralise(text: str) -> str:
-    """Defang special tokens and fence markers with same-length look-alikes, so offsets stay valid."""
-    return _CONTROL.sub(lambda match: match.group(0).translate(_LOOKALIKE), text)
-
-
-def _attribute(value: str) -> str:
-    return neutralise(value).replace('"', "'").replace("\n", " ")
 
 
 def section_label(chunk: Chunk) -> str:

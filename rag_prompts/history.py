@@ -97,15 +97,17 @@ def units(items: Sequence[Item]) -> tuple[list[list[int]], int]:
     return grouped, orphans
 
 
-def cut_text(text: str, max_tokens: int, counter: TokenCounter) -> str:
-    """`text` within `max_tokens`: its head and tail around a cut mark (or nothing, if even that cannot fit)."""
-    if counter.count(text) <= max_tokens:
+def cut_text(text: str, max_tokens: int, counter: TokenCounter, *, over: bool = False) -> str:
+    """`text` within `max_tokens`: its head and tail around a cut mark (or nothing, if even that cannot fit).
+    `over`: the caller knows `text` is over, so it is not counted whole (a long text costs counts of the cap's size)."""
+    if not over and counter.count(text) <= max_tokens:
         return text
     room = max_tokens - counter.count(CUT_MARK)
     if room <= 1:
         return counter.truncate(text, max_tokens)
     head = counter.truncate(text, room // 2)
-    tail = counter.truncate_start(text[len(head) :], room - counter.count(head))
+    reach = 64 * room + 1024  # characters the tail is looked for in, so no copy of a huge text is made
+    tail = counter.truncate_start(text[max(len(head), len(text) - reach) :], room - counter.count(head))
     candidate = head + CUT_MARK + tail
     return candidate if counter.count(candidate) <= max_tokens else counter.truncate(candidate, max_tokens)
 

@@ -17,7 +17,11 @@ Then the seed scenario with tools: 100 turns where every 10th turn a tool return
   (3) an AssistantAgent with no guard (the whole history),
 printing tokens per call (mean, max) and, for (2), the calls that start with a tool result whose call was cut off.
 
-    python scripts/bench_turns.py [--turns 100] [--json FILE]
+Last, one tool call returning a 50 MB JSON export through a rag-prompts agent: the time the turn takes (the output
+is stored with its page index), the peak memory above the agent's baseline while it does, and the latency of
+reading pages back through the agent's `read_stored_output` tool.
+
+    python scripts/bench_turns.py [--turns 100] [--large-output-mb 50] [--only-large-output] [--json FILE]
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ import argparse
 import asyncio
 import json
 import logging
+import random
+import resource
 import statistics
 import tempfile
 import time
@@ -34,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from autogen_agentchat.agents import AssistantAgent
-from autogen_core import EVENT_LOGGER_NAME, FunctionCall
+from autogen_core import EVENT_LOGGER_NAME, CancellationToken, FunctionCall
 from autogen_core.memory import MemoryContent, MemoryMimeType
 from autogen_core.model_context import BufferedChatCompletionContext, UnboundedChatCompletionContext
 from autogen_core.models import (
@@ -328,27 +334,149 @@ def report(results: dict[str, Any]) -> None:
     print(f"(b) on a model that takes one system message: {results['vector_memory_one_system_message_model']}")
 
 
+def large_export(megabytes: int) -> str:
+    """About `megabytes` MB of JSON on one line, as a bulk export would return, with some multi-byte text."""
+    row = '{{"claim":"CLM-{0:08d}","region":{1},"reserve":{2},"status":"open","note":"Überprüfung – 審査"}}'
+    parts, size, n = [], 0, 0
+    while size < megabytes * 1_000_000:
+        parts.append(row.format(n, n % 9, n * 37 % 90_000))
+        size += len(parts[-1]) + 12  # the multi-byte characters take more bytes than characters
+        n += 1
+    return "[" + ",".join(parts) + "]"
+
+
+def _rss_mb(field: str) -> float:
+    """VmRSS / VmHWM of this process in MB (Linux); the peak from getrusage elsewhere."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _reset_peak() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+        return True
+    except OSError:
+        return False
+
+
+async def bench_large_output(pipeline: Pipeline, megabytes: int, reads: int = 200) -> dict[str, Any]:
+    """One tool call returning `megabytes` MB through a rag-prompts agent; then pages read back by its tool."""
+    profile = pipeline.settings.profile(None)
+    export = large_export(megabytes)
+
+    def export_claims(region: int) -> str:
+        """Export every claim of a region as JSON."""
+        return export
+
+    call = FunctionCall(id="call-big", name="export_claims", arguments=json.dumps({"region": 4}))
+    usage = RequestUsage(prompt_tokens=0, completion_tokens=0)
+    replies: list[str | CreateResult] = [
+        "Storm claims follow the catastrophe rules.",
+        CreateResult(finish_reason="function_calls", content=[call], usage=usage, cached=False),
+        "Exported.",
+    ]
+    client = ReplayChatCompletionClient(replies, model_info=TOOL_MODEL)
+    with tempfile.TemporaryDirectory() as folder:
+        settings = pipeline.settings.model_copy(update={"artifacts": folder})
+        agent = build_agentchat_agent(
+            TaskPrompter(Pipeline(settings, embedder=pipeline.embedder, store=pipeline.store), profile),
+            client,
+            tools=[export_claims],
+        )
+        await agent.run(task="Warm-up: which rules apply to storm claims?")  # the baseline: model loaded, composed
+        warm_up = len(client.create_calls)
+        baseline, exact_peak = _rss_mb("VmRSS"), _reset_peak()
+        started, cpu = time.perf_counter(), time.process_time()
+        await agent.run(task="Export the region 4 claims.")
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+        peak = _rss_mb("VmHWM") if exact_peak else _rss_mb("peak")
+        sent = [list(call["messages"]) for call in client.create_calls[warm_up:]]
+        tool_text = next(
+            str(result.content)
+            for message in sent[-1]
+            if isinstance(message, FunctionExecutionResultMessage)
+            for result in message.content
+        )
+        output_id = tool_text.split("id ", 1)[1].split(",", 1)[0]
+        reader = next(tool for tool in agent._tools if tool.name == "read_stored_output")
+        token = CancellationToken()
+        first = await reader.run_json({"output_id": output_id, "page": 1}, token)
+        pages = int(str(first).split("\n", 1)[0].rsplit(" of ", 1)[1].rstrip("]"))
+        latencies = []
+        for page in [1, pages, *random.Random(1).sample(range(1, pages + 1), min(reads, pages))]:
+            started = time.perf_counter()
+            await reader.run_json({"output_id": output_id, "page": page}, token)
+            latencies.append((time.perf_counter() - started) * 1000)
+        counter = token_counter(profile.model)
+        return {
+            "megabytes": round(len(export.encode("utf-8")) / 1e6, 1),
+            "characters": len(export),
+            "store_turn_seconds": round(seconds, 2),
+            "store_turn_cpu_seconds": round(cpu, 2),  # what the wall time is on a machine nobody else uses
+            "baseline_rss_mb": round(baseline, 1),
+            "peak_mb_above_baseline": round(peak - baseline, 1),
+            "peak_exact": exact_peak,
+            "pages": pages,
+            "page_cap_tokens": profile.tool_output_tokens,
+            "page_read_ms_p50": round(statistics.median(latencies), 2),
+            "page_read_ms_max": round(max(latencies), 2),
+            "reads": len(latencies),
+            "max_payload_tokens": max(payload_tokens(messages, counter) for messages in sent),
+            "payload_budget": profile.payload_budget,
+        }
+
+
+def report_large_output(results: dict[str, Any]) -> None:
+    print(
+        f"\none tool call returning {results['megabytes']} MB ({results['characters']:,} characters) of JSON through a"
+        f" rag-prompts agent:\n"
+        f"  turn with the output stored (pages cut once): {results['store_turn_seconds']} s"
+        f" ({results['store_turn_cpu_seconds']} s of CPU),"
+        f" peak memory {results['peak_mb_above_baseline']} MB above the agent's baseline"
+        f" ({results['baseline_rss_mb']} MB RSS, the output included)"
+        f"{'' if results['peak_exact'] else ' (process peak; VmHWM could not be reset)'}\n"
+        f"  {results['pages']:,} pages of at most {results['page_cap_tokens']} tokens; reading a page through"
+        f" read_stored_output: p50 {results['page_read_ms_p50']} ms, max {results['page_read_ms_max']} ms"
+        f" ({results['reads']} reads, first and last page included)\n"
+        f"  payload at most {results['max_payload_tokens']} of {results['payload_budget']} tokens on every call"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(ROOT / "rag_prompts.toml"))
     parser.add_argument("--tasks", default=str(ROOT / "corpus" / "tasks.jsonl"))
     parser.add_argument("--turns", type=int, default=100)
+    parser.add_argument("--large-output-mb", type=int, default=50, help="size of the one large tool output (0: skip)")
+    parser.add_argument("--only-large-output", action="store_true", help="skip the 100-turn scenarios")
     parser.add_argument("--json", help="also write the figures (with every call's token count) to this file")
     args = parser.parse_args()
     logging.getLogger(EVENT_LOGGER_NAME).setLevel(logging.ERROR)  # the replay client warns on every tool call
-    results = asyncio.run(bench(args))
-    report(results)
-    pipeline = Pipeline.from_config(args.config)
-    results["tools"] = asyncio.run(bench_tools(pipeline, turn_messages(args.turns, Path(args.tasks))))
-    report_tools(results["tools"])
-    try:  # the Microsoft Agent Framework rows (scripts/bench_af.py)
-        from bench_af import bench_agent_framework, report_agent_framework
-    except ImportError:
-        print("\nMicrosoft Agent Framework rows skipped: pip install 'rag-prompts[agent-framework]'")
-    else:
-        turns = turn_messages(args.turns, Path(args.tasks))
-        results["agent_framework"] = asyncio.run(bench_agent_framework(pipeline, turns, export_blob))
-        report_agent_framework(results["agent_framework"])
+    results: dict[str, Any] = {}
+    if not args.only_large_output:
+        results = asyncio.run(bench(args))
+        report(results)
+        pipeline = Pipeline.from_config(args.config)
+        results["tools"] = asyncio.run(bench_tools(pipeline, turn_messages(args.turns, Path(args.tasks))))
+        report_tools(results["tools"])
+        try:  # the Microsoft Agent Framework rows (scripts/bench_af.py)
+            from bench_af import bench_agent_framework, report_agent_framework
+        except ImportError:
+            print("\nMicrosoft Agent Framework rows skipped: pip install 'rag-prompts[agent-framework]'")
+        else:
+            turns = turn_messages(args.turns, Path(args.tasks))
+            results["agent_framework"] = asyncio.run(bench_agent_framework(pipeline, turns, export_blob))
+            report_agent_framework(results["agent_framework"])
+    if args.large_output_mb > 0:
+        pipeline = Pipeline.from_config(args.config)
+        pipeline.ingest()
+        results["large_output"] = asyncio.run(bench_large_output(pipeline, args.large_output_mb))
+        report_large_output(results["large_output"])
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2), encoding="utf-8")
 

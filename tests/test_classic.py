@@ -15,6 +15,11 @@ from rag_prompts.classic import build_agent
 from .agent_helpers import corpus_tags, sources_in
 
 
+class _Message(dict[str, Any]):
+    def model_dump(self) -> dict[str, Any]:
+        return dict(self)
+
+
 class RecordingClient:
     """An AG2 model client (the `ModelClient` protocol) that records each request and answers from a list: a
     text, or a tool call given as a dict with `id`, `name` and `arguments`."""
@@ -26,11 +31,11 @@ class RecordingClient:
     def create(self, params: dict[str, Any]) -> Any:
         self.calls.append([dict(message) for message in params["messages"]])
         reply = next(self.replies)
-        tool_calls = None
-        if isinstance(reply, dict):
-            function = SimpleNamespace(name=reply["name"], arguments=reply["arguments"])
-            tool_calls, reply = [SimpleNamespace(id=reply["id"], type="function", function=function)], None
-        message = SimpleNamespace(role="assistant", content=reply, tool_calls=tool_calls, function_call=None)
+        if isinstance(reply, dict):  # AG2 takes a message dict (with a model_dump) as a tool-calling reply
+            call = {"id": reply["id"], "type": "function", "function": {"name": reply["name"],
+                    "arguments": reply["arguments"]}}  # fmt: skip
+            reply = _Message(role="assistant", content=None, tool_calls=[call])
+        message = SimpleNamespace(role="assistant", content=reply, tool_calls=None, function_call=None)
         return SimpleNamespace(choices=[SimpleNamespace(message=message, finish_reason="stop")], model="recording")
 
     def message_retrieval(self, response: Any) -> list[Any]:

@@ -135,7 +135,7 @@ def test_agentchat_tool_chain_with_200_kb_outputs(corpus_pipeline: Pipeline, tmp
     assert all(export not in text for export in exports for text in texts)
     stored_id = texts[0].split("id ", 1)[1].split(",", 1)[0]
     folder = corpus_pipeline.settings.artifacts_folder
-    assert (folder / f"{stored_id}.txt").read_text("utf-8") == exports[0]
+    assert (folder / stored_id / "output.txt").read_text("utf-8") == exports[0]
     reader = next(tool for tool in agent._tools if tool.name == "read_stored_output")
     page = asyncio.run(reader.run_json({"output_id": stored_id, "page": 2}, cancellation_token=_token()))
     assert page.startswith(f"[stored output {stored_id}, page 2 of ") and token_counter("gpt-4").count(page) <= 600
@@ -163,6 +163,53 @@ def test_agentchat_team_members_each_stay_within_their_own_budget(corpus_pipelin
     asyncio.run(RoundRobinGroupChat([triage, reviewer], max_turns=40).run(task=TASK))
     assert max(check_payloads(agentchat_payloads(triage_client), 3500 - 1024)) > 1500
     assert max(check_payloads(agentchat_payloads(review_client), 4500 - 1024)) > 2500
+
+
+def internal_export() -> str:
+    """401 rows of an internal export that only the agent that asked for it may see."""
+    return json.dumps([{"claim": f"INTERNAL-{n:04d}", "reserve": n * 37, "note": "adjuster only"} for n in range(401)])
+
+
+@pytest.mark.parametrize("reflect", [None, False])
+def test_a_group_chat_keeps_one_agents_raw_tool_output_from_the_others(
+    corpus_pipeline: Pipeline, reflect: bool | None
+) -> None:
+    export = internal_export()
+
+    def export_claims(region: int) -> str:
+        """Export the region's claims with their internal reserve notes."""
+        return export
+
+    def lookup_form(number: str) -> str:
+        """Look up a claim form by number."""
+        return f"Form {number}: first notice of loss."
+
+    call = FunctionCall(id="call-export", name="export_claims", arguments=json.dumps({"region": 4}))
+    asked = CreateResult(finish_reason="function_calls", content=[call], usage=RequestUsage(0, 0), cached=False)
+    triage_client = ReplayChatCompletionClient(
+        [asked, "Region 4: 401 open claims, 12 need a referral.", "Triage done."], model_info=SINGLE_SYSTEM_MESSAGE
+    )
+    review_client = ReplayChatCompletionClient(["Reviewed."] * 3, model_info=SINGLE_SYSTEM_MESSAGE)
+    chosen = {} if reflect is None else {"reflect_on_tool_use": reflect}
+    triage = build_agent("claims_triage", triage_client, pipeline=corpus_pipeline, tools=[export_claims], **chosen)
+    reviewer = build_agent("compliance_reviewer", review_client, pipeline=corpus_pipeline, tools=[lookup_form])
+    asyncio.run(RoundRobinGroupChat([triage, reviewer], max_turns=4).run(task=TASK))
+
+    triage_saw = [str(message.content) for messages in sent(triage_client) for message in messages]
+    reviewer_saw = "\n".join(str(message.content) for messages in sent(review_client) for message in messages)
+    assert len(sent(review_client)) == 2 and any("INTERNAL-0000" in text for text in triage_saw)
+    if reflect is None:  # the factory's default: the team gets the triage model's answer, not the export
+        assert "INTERNAL-" not in reviewer_saw and "401 open claims, 12 need a referral" in reviewer_saw
+    else:  # AgentChat's own default: the raw output goes on to every other agent's model
+        assert reviewer_saw.count("INTERNAL-") > 20
+
+    stored_id = next(text for text in triage_saw if "stored outside the prompt" in text).split("id ", 1)[1][:16]
+    reviewers_reader = next(tool for tool in reviewer._tools if tool.name == "read_stored_output")
+    reply = asyncio.run(reviewers_reader.run_json({"output_id": stored_id, "page": 1}, cancellation_token=_token()))
+    assert reply == f"[stored output {stored_id} was stored by another agent; it is not readable here]"
+    triage_reader = next(tool for tool in triage._tools if tool.name == "read_stored_output")
+    page = asyncio.run(triage_reader.run_json({"output_id": stored_id, "page": 1}, cancellation_token=_token()))
+    assert "INTERNAL-0000" in page
 
 
 def test_every_call_is_logged_and_the_log_command_shows_the_peak(
@@ -256,7 +303,7 @@ def test_classic_tool_chain_with_200_kb_outputs(corpus_pipeline: Pipeline) -> No
     tool_texts = [item.text for items in payloads for item in items if item.role == "tool"]
     assert tool_texts and all("stored outside the prompt" in text for text in tool_texts)
     assert all(export not in text for export in exports for text in tool_texts)
-    read = stored_output_reader(ArtifactStore(corpus_pipeline.settings.artifacts_folder), 600, "gpt-4")
+    read = stored_output_reader(ArtifactStore(corpus_pipeline.settings.artifacts_folder, "claims_triage"), 600, "gpt-4")
     stored_id = tool_texts[-1].split("id ", 1)[1].split(",", 1)[0]
     pages = [read(stored_id, 1), read(stored_id, 2)]
     assert all(token_counter("gpt-4").count(page) <= 600 for page in pages)
@@ -272,6 +319,43 @@ def classic_pair(pipeline: Pipeline) -> list[tuple[Any, list[Any]]]:
         classic_agent(name, pipeline, [f"{name} {n}: {talk}" for n in range(20)], context_limit=limit)
         for name, limit in (("claims_triage", 3500), ("compliance_reviewer", 4500))
     ]
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_an_ag2_group_chat_keeps_one_agents_tool_output_from_the_others(
+    corpus_pipeline: Pipeline, shared: bool
+) -> None:
+    import autogen
+    from autogen import GroupChat, GroupChatManager, UserProxyAgent
+
+    export = internal_export()
+
+    def export_claims(region: int) -> str:
+        """Export the region's claims with their internal reserve notes."""
+        return export
+
+    asked = {"id": "call-export", "name": "export_claims", "arguments": json.dumps({"region": 4})}
+    triage, triage_calls = classic_agent("claims_triage", corpus_pipeline, [asked, "Region 4: 401 claims.", "Done."])
+    reviewer, review_calls = classic_agent(
+        "compliance_reviewer", corpus_pipeline, ["Reviewed."] * 3, shared_tool_outputs=shared
+    )
+    user = UserProxyAgent("user", human_input_mode="NEVER", code_execution_config=False, default_auto_reply="")
+    autogen.register_function(export_claims, caller=triage, executor=user, description="Export claims.")
+    triage.register_model_client(RecordingClient, calls=triage_calls, replies=[asked, "Region 4: 401 claims."])
+    chat = GroupChat([user, triage, reviewer], messages=[], max_round=6, speaker_selection_method="round_robin")
+    user.initiate_chat(GroupChatManager(chat, llm_config=False), message=TASK, silent=True)
+
+    triage_saw = [item.text for items in classic_payloads(triage_calls) for item in items]
+    reviewer_saw = classic_payloads(review_calls)
+    assert any("INTERNAL-0000" in text for text in triage_saw)  # its own output, as an excerpt with a reference
+    check_payloads(reviewer_saw, 8192 - 1024)
+    tool_texts = [item.text for items in reviewer_saw for item in items if item.role == "tool"]
+    assert tool_texts  # the call and its result stay paired, so providers accept the history
+    if shared:
+        assert any("INTERNAL-" in text for text in tool_texts)
+    else:
+        assert tool_texts == ["[the output of claims_triage's export_claims call is not shown to compliance_reviewer]"]
+        assert not any("INTERNAL-" in item.text for items in reviewer_saw for item in items)
 
 
 def test_classic_two_agents_talking_each_stay_within_their_own_budget(corpus_pipeline: Pipeline) -> None:
@@ -407,7 +491,7 @@ def test_classic_long_tool_chain_and_the_stored_output_tool(corpus_pipeline: Pip
     assert tools > 50  # the read tool's definition goes with every call, and counts
     check_payloads([payload], 4096 - 512 - tools)
     assert [item.answers for item in payload if item.role == "tool"][-1] == "chain-7"
-    stored_id = hashlib.sha256(exports[-1].encode()).hexdigest()[:16]
+    stored_id = hashlib.sha256(b"claims_triage\0" + exports[-1].encode()).hexdigest()[:16]
     page = user.function_map["read_stored_output"](output_id=stored_id, page=1)
     assert page.startswith(f"[stored output {stored_id}, page 1 of ") and token_counter("gpt-4").count(page) <= 600
 

@@ -49,6 +49,9 @@ def build_agent(
     The whole payload (system message, history, tool calls and results) stays within the payload budget,
     `context_limit - reply_reserve` (see `rag_prompts.history`): `history_turns`, `summary_tokens`,
     `tool_output_tokens` and `summariser` override the profile's history and tool-output policy.
+
+    An agent given `tools` defaults to `reflect_on_tool_use=True`: in a team, the others then receive its model's
+    answer, not the raw tool output (AgentChat's own default sends the raw output to every member's model).
     """
     from .agentchat import build_agentchat_agent
 

@@ -48,6 +48,7 @@ def build_ag2_agent(prompter: TaskPrompter, llm_config: Any, **agent_kwargs: Any
 
     theirs = agent_kwargs.pop("update_agent_state_before_reply", None) or []
     summariser = agent_kwargs.pop("summariser", None)
+    shared_tool_outputs = bool(agent_kwargs.pop("shared_tool_outputs", False))
     hooks = [UpdateSystemMessage(compose_system_message), *(theirs if isinstance(theirs, list) else [theirs])]
     agent_kwargs.setdefault("description", prompter.profile.base_message)
     agent = AssistantAgent(
@@ -58,9 +59,9 @@ def build_ag2_agent(prompter: TaskPrompter, llm_config: Any, **agent_kwargs: Any
         **agent_kwargs,
     )
     settings = prompter.pipeline.settings
-    guard = PayloadTransform(
-        agent, prompter, ArtifactStore(settings.artifacts_folder), payload_log(settings.payload_log_path), summariser
-    )
+    artifacts = ArtifactStore(settings.artifacts_folder, owner=prompter.name)  # readable by this agent only
+    log = payload_log(settings.payload_log_path)
+    guard = PayloadTransform(agent, prompter, artifacts, log, summariser, shared_tool_outputs)
     TransformMessages(transforms=[guard], verbose=False).add_to_agent(agent)  # runs after the system message hook
     PAYLOAD_GUARDS[agent] = guard
     return agent
@@ -79,8 +80,10 @@ class PayloadTransform:
         artifacts: ArtifactStore,
         log: PayloadLog,
         summariser: Summariser | None = None,
+        shared_tool_outputs: bool = False,
     ) -> None:
         self.agent = agent
+        self.shared_tool_outputs = shared_tool_outputs  # False: other agents' tool outputs are withheld
         self.payload = AgentPayload(prompter.profile, log, summariser)
         self.counter = self.payload.counter
         self.cap = prompter.profile.tool_output_tokens
@@ -104,12 +107,19 @@ class PayloadTransform:
         return self._last, pre_transform_messages != post_transform_messages
 
     def _offload(self, messages: list[dict[str, Any]]) -> list[str]:
-        """Replace tool outputs over the cap (in these copies) by references; the ids stored for the first time."""
+        """Replace tool outputs over the cap (in these copies) by references, and outputs of other agents' tool
+        calls (an AG2 group chat sends every message to every member) by a note; the ids stored for the first time."""
+        foreign = {} if self.shared_tool_outputs else others_calls(messages, self.agent.name)
         new: list[str] = []
         for message in messages:
+            if message.get("role") == "tool" and str(message.get("tool_call_id")) in foreign:
+                message["content"] = foreign[str(message["tool_call_id"])]
             responses = message.get("tool_responses") or []
             for response in responses:
                 original = str(response.get("content") or "")
+                if str(response.get("tool_call_id")) in foreign:
+                    response["content"] = foreign[str(response["tool_call_id"])]
+                    continue
                 if original not in self._replaced:  # the history comes again on every call: offload once
                     text, stored = offload(original, self.cap, self.artifacts, self.counter)
                     self._replaced[original] = (text, stored.id if stored else None)
@@ -119,6 +129,18 @@ class PayloadTransform:
             if responses:
                 message["content"] = "\n\n".join(str(response["content"]) for response in responses)
         return new
+
+
+def others_calls(messages: Sequence[dict[str, Any]], name: str) -> dict[str, str]:
+    """For each tool call another agent made (its message names that agent), the note sent instead of its output."""
+    notes = {}
+    for message in messages:
+        caller = message.get("name")
+        if message.get("tool_calls") and caller and caller != name:
+            for call in message["tool_calls"]:
+                what = call.get("function", {}).get("name", "a tool")
+                notes[str(call.get("id"))] = f"[the output of {caller}'s {what} call is not shown to {name}]"
+    return notes
 
 
 def _tool_schemas(agent: ConversableAgent) -> list[dict[str, Any]]:

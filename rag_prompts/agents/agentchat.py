@@ -209,8 +209,12 @@ def build_agentchat_agent(
     summariser = agent_kwargs.pop("summariser", None)
     agent_kwargs.setdefault("description", first_sentence(prompter.profile.base_message))
     settings = prompter.pipeline.settings
-    artifacts = ArtifactStore(settings.artifacts_folder)
+    artifacts = ArtifactStore(settings.artifacts_folder, owner=prompter.name)  # readable by this agent only
     tools = list(agent_kwargs.pop("tools", None) or [])
+    if tools or agent_kwargs.get("workbench") is not None:
+        # The agent's reply to a team is then its model's answer, not the raw tool output (AgentChat's default,
+        # False, sends the raw output on to every other agent in a group chat).
+        agent_kwargs.setdefault("reflect_on_tool_use", True)
     if tools:  # only an agent with tools gets tool outputs, so only it needs to read stored ones back
         tools.append(stored_output_tool(artifacts, prompter.profile.tool_output_tokens, prompter.profile.model))
     log = payload_log(settings.payload_log_path)
