@@ -61,11 +61,12 @@ class Pipeline:
     def store(self) -> ChunkStore:
         with self._lock:
             if self._store is None:
+                model = self._embedder  # commands that need no model (stats) do not load it for the store
                 self._store = open_store(
                     self.settings.store_location,
                     self.settings.collection,
-                    self.embedder.name,
-                    self.embedder.dimension,
+                    model.name if model is not None else self.settings.embedding_model,
+                    model.dimension if model is not None else None,
                     self.settings.cached_chunks,
                 )
             return self._store
@@ -80,18 +81,20 @@ class Pipeline:
         paths: Iterable[str | Path] | None = None,
         progress: ProgressFn | None = None,
         on_event: Any = None,
+        wait: bool = False,
     ) -> IngestReport:
-        """Ingest `paths` (default: the configured corpus folders)."""
+        """Ingest `paths` (default: the configured corpus folders); `wait` waits for another ingest of the store."""
         targets = list(paths) if paths else self.settings.corpus_paths
         return ingest(
             targets,
             store=self.store,
-            embedder=self.embedder,
+            embedder=lambda: self.embedder,  # loaded only when something is to be embedded
             counter=self.counter,
             chunk_tokens=self.settings.chunk_tokens,
             context=Context(self.settings.context_window, self.settings.context_weight),
             progress=progress,
             on_event=on_event,
+            wait=wait,
         )
 
     def search(
