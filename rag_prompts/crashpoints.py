@@ -1,10 +1,13 @@
-"""Kill points for crash tests: `RAG_PROMPTS_CRASH_AFTER=KIND:N` stops the process (SIGKILL) at the Nth step of
-KIND ("write": a store write, "embed": an embedded batch). Inert when the variable is unset."""
+"""Kill points for crash tests: `RAG_PROMPTS_CRASH_AFTER=KIND:N` stops the process (SIGKILL) right after the Nth
+step of KIND. Kinds: "embed" (a batch embedded), "write" (a batch of chunks written), "commit" (a manifest
+write), "delete" (a batch of chunks deleted), "copy" (a page copied by compact), "switch" (compact switched
+readers to the copy). The value "trace" prints every step to stderr instead. Inert when the variable is unset."""
 
 from __future__ import annotations
 
 import os
 import signal
+import sys
 from collections import Counter
 
 ENV = "RAG_PROMPTS_CRASH_AFTER"
@@ -17,6 +20,10 @@ def step(kind: str) -> None:
     if not spec:
         return
     wanted, _, count = spec.partition(":")
+    if wanted == "trace":
+        _steps[kind] += 1
+        print(f"crashpoint {kind}:{_steps[kind]}", file=sys.stderr, flush=True)
+        return
     if wanted != kind:
         return
     _steps[kind] += 1

@@ -140,6 +140,7 @@ def ingest(
     counter: TokenCounter,
     chunk_tokens: int,
     context: Context = Context(),
+    group_chunks: int = GROUP_CHUNKS,
     progress: ProgressFn | None = None,
     on_event: Callable[[str, str], None] | None = None,
     wait: bool = False,
@@ -150,7 +151,7 @@ def ingest(
     naming its pid, or is waited for with `wait=True`. A store failure raises StoreError; every document
     committed before it stays, and a rerun resumes."""
     with writer_lock(store.location, wait=wait):
-        return _Ingest(store, embedder, counter, chunk_tokens, context, progress, on_event).run(paths)
+        return _Ingest(store, embedder, counter, chunk_tokens, context, group_chunks, progress, on_event).run(paths)
 
 
 class _Ingest:
@@ -161,10 +162,12 @@ class _Ingest:
         counter: TokenCounter,
         chunk_tokens: int,
         context: Context,
+        group_chunks: int,
         progress: ProgressFn | None,
         on_event: Callable[[str, str], None] | None,
     ) -> None:
         self.store, self.counter, self.chunk_tokens, self.context = store, counter, chunk_tokens, context
+        self.group_chunks = max(1, group_chunks)
         self._embedder_source = embedder
         self._embedder: Embedder | None = embedder if isinstance(embedder, Embedder) else None
         self.progress: ProgressFn = progress or (lambda stage, done, total: None)
@@ -242,7 +245,9 @@ class _Ingest:
                     todos.append(_Todo(file, scan.root, source, doc_hash, record))
             if scan.prune:
                 root = str(scan.root)
-                vanished.extend(record for source, record in records.items() if record.root == root and source not in seen)
+                vanished.extend(
+                    record for source, record in records.items() if record.root == root and source not in seen
+                )
         return todos, finish, vanished
 
     def _fail(self, path: str, reason: str) -> None:
@@ -268,13 +273,13 @@ class _Ingest:
     # -- writing ------------------------------------------------------------------------------------------
 
     def _feed(self, todo: _Todo, chunks: list[Chunk]) -> None:
-        if len(chunks) >= GROUP_CHUNKS:
+        if len(chunks) >= self.group_chunks:
             self._flush()
             self._write_large(todo, chunks)
             return
         self._group.append((todo, chunks))
         self._group_size += len(chunks)
-        if self._group_size >= GROUP_CHUNKS:
+        if self._group_size >= self.group_chunks:
             self._flush()
 
     def _flush(self) -> None:
@@ -284,7 +289,10 @@ class _Ingest:
             return
         self.store.put_records([self._pending(todo) for todo, _ in group])
         present = [self._present(todo) for todo, _ in group]
-        wanted = [[i for i, chunk in enumerate(chunks) if chunk.id not in ids] for (_, chunks), ids in zip(group, present, strict=True)]
+        wanted = [
+            [i for i, chunk in enumerate(chunks) if chunk.id not in ids]
+            for (_, chunks), ids in zip(group, present, strict=True)
+        ]
         vectors = self._vectors([chunks for _, chunks in group], wanted)
         for (todo, chunks), indices, mixed in zip(group, wanted, vectors, strict=True):
             if indices:
@@ -296,13 +304,14 @@ class _Ingest:
         self.store.put_records([self._pending(todo)])
         present = self._present(todo)
         written = 0
-        for start in range(0, len(chunks), GROUP_CHUNKS):
-            indices = [i for i in range(start, min(start + GROUP_CHUNKS, len(chunks))) if chunks[i].id not in present]
+        size = self.group_chunks
+        for start in range(0, len(chunks), size):
+            indices = [i for i in range(start, min(start + size, len(chunks))) if chunks[i].id not in present]
             if indices:
                 (mixed,) = self._vectors([chunks], [indices])
                 self.store.add([chunks[i] for i in indices], mixed)
                 written += len(indices)
-            self.progress("write", min(start + GROUP_CHUNKS, len(chunks)), len(chunks))
+            self.progress("write", min(start + size, len(chunks)), len(chunks))
         self._commit(todo, chunks, written)
 
     def _pending(self, todo: _Todo) -> DocumentRecord:
@@ -339,7 +348,7 @@ class _Ingest:
 
     def _delete_stale(self, record: DocumentRecord) -> None:
         stale = [chunk_id for chunk_id, doc_hash in self.store.versions(record.source) if doc_hash != record.doc_hash]
-        self.store.delete(stale, lambda done, total: self.progress("delete", done, total))
+        self._delete(stale)
         self.report.chunks_deleted += len(stale)
         self.store.put_records([replace(record, pending="", stale=False)])
 
@@ -347,12 +356,19 @@ class _Ingest:
         """Hide the document first (its record names no version), then delete its chunks, then the record."""
         self.store.put_records([replace(record, doc_hash="", pending="", stale=True)])
         ids = [chunk_id for chunk_id, _ in self.store.versions(record.source)]
-        self.store.delete(ids, lambda done, total: self.progress("delete", done, total))
+        self._delete(ids)
         self.store.drop_record(record.source)
         self.report.chunks_deleted += len(ids)
-        if record.committed:
+        if not record.committed:  # a removal, or a first write, that an earlier run did not finish
+            self.report.resumed.append(record.source)
+        if record.committed or not record.pending:
             self.report.removed.append(record.source)
             self.event("removed", record.source)
+
+    def _delete(self, ids: list[str]) -> None:
+        for start in range(0, len(ids), self.group_chunks):
+            self.store.delete(ids[start : start + self.group_chunks])
+            self.progress("delete", min(start + self.group_chunks, len(ids)), len(ids))
 
     # -- vectors ------------------------------------------------------------------------------------------
 
@@ -360,7 +376,9 @@ class _Ingest:
         """For each document, the vectors of its chunks at `wanted` positions: reused from the store by vector
         key where possible, else embedded (each chunk alone) and mixed with the embeddings of its window."""
         reach, weight = self.context.window, self.context.weight
-        found = self.store.vectors_for_keys(chunks[i].vector_key for chunks, indices in zip(documents, wanted, strict=True) for i in indices)
+        found = self.store.vectors_for_keys(
+            chunks[i].vector_key for chunks, indices in zip(documents, wanted, strict=True) for i in indices
+        )
         texts: dict[str, str] = {}  # content hash -> text to embed alone
         for chunks, indices in zip(documents, wanted, strict=True):
             for index in indices:

@@ -9,7 +9,7 @@ from typing import Any
 
 from .compose import compose_message
 from .config import ResolvedProfile, Settings, load_settings
-from .embed import Embedder, SentenceTransformerEmbedder
+from .embed import Embedder, SentenceTransformerEmbedder, embedder_name
 from .ingest import Context, IngestReport, ProgressFn, ingest
 from .records import ComposedPrompt, Hit
 from .retrieve import Retriever
@@ -54,6 +54,7 @@ class Pipeline:
                     self.settings.embedding_device,
                     self.settings.embedding_batch_size,
                     backend=self.settings.embedding_backend,
+                    precision=self.settings.embedding_precision,
                 )
             return self._embedder
 
@@ -61,12 +62,12 @@ class Pipeline:
     def store(self) -> ChunkStore:
         with self._lock:
             if self._store is None:
-                model = self._embedder  # commands that need no model (stats) do not load it for the store
+                model, settings = self._embedder, self.settings  # commands that need no model do not load it
                 self._store = open_store(
-                    self.settings.store_location,
-                    self.settings.collection,
-                    model.name if model is not None else self.settings.embedding_model,
-                    model.dimension if model is not None else None,
+                    settings.store_location,
+                    settings.collection,
+                    model.name if model else embedder_name(settings.embedding_model, settings.embedding_precision),
+                    model.dimension if model else None,
                     self.settings.cached_chunks,
                 )
             return self._store
@@ -92,6 +93,7 @@ class Pipeline:
             counter=self.counter,
             chunk_tokens=self.settings.chunk_tokens,
             context=Context(self.settings.context_window, self.settings.context_weight),
+            group_chunks=self.settings.ingest_group_chunks,
             progress=progress,
             on_event=on_event,
             wait=wait,

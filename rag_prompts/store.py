@@ -126,7 +126,10 @@ def open_store(
             handle = client.create_collection(
                 collection,
                 configuration={"hnsw": {"space": "cosine"}},
-                metadata={"embedding_model": embedding_model, "dimension": dimension, "schema": SCHEMA_VERSION},
+                metadata={
+                    "embedding_model": embedding_model, "schema": SCHEMA_VERSION,
+                    **({"dimension": dimension} if dimension is not None else {}),
+                },  # fmt: skip
                 embedding_function=None,
             )
         store = ChunkStore(handle, location, collection, cached_chunks, client=client, manifest=manifest)
@@ -191,7 +194,7 @@ def compact_collection(location: str, collection: str) -> int:
                 ids=page["ids"], embeddings=page["embeddings"], documents=page["documents"],
                 metadatas=page["metadatas"],
             )  # fmt: skip
-            crashpoints.step("write")
+            crashpoints.step("copy")
             offset += len(page["ids"])
         if new.count() != old.count():
             client.delete_collection(staging)
@@ -199,7 +202,7 @@ def compact_collection(location: str, collection: str) -> int:
                 f"compacting {collection!r} at {location}: the copy is incomplete; the collection is unchanged"
             )
         manifest.switch(staging)
-        crashpoints.step("write")
+        crashpoints.step("switch")
         client.delete_collection(active)
         return int(new.count())
 
@@ -413,13 +416,13 @@ class ChunkStore:
             raise StoreError(f"collection {self.name!r} at {self.location} has no manifest")
         with _guard(f"writing the manifest of {self.name!r}", self.location):
             self._manifest.put(records)
-        crashpoints.step("write")
+        crashpoints.step("commit")
 
     def drop_record(self, source: str) -> None:
         if self._manifest is not None:
             with _guard(f"writing the manifest of {self.name!r}", self.location):
                 self._manifest.drop(source)
-            crashpoints.step("write")
+            crashpoints.step("commit")
 
     def adopt(self) -> None:
         """Give a collection written before the manifest existed its records: a document whose chunks all come
@@ -518,6 +521,10 @@ class ChunkStore:
             raise StoreError(f"{len(chunks)} chunks but {len(vectors)} vectors")
         self._size_hint = None
         self._cache.discard(chunk.id for chunk in chunks)  # a rewrite in place (a moved root) must not read stale
+        metadata = dict(self._collection.metadata or {})
+        if len(chunks) and "dimension" not in metadata:  # created by a command that had not loaded the model
+            with _guard(f"writing to collection {self.name!r}", self.location):
+                self._collection.modify(metadata={**metadata, "dimension": int(np.shape(vectors)[1])})
         size = self._max_batch()
         for start in range(0, len(chunks), size):
             batch = chunks[start : start + size]
@@ -530,17 +537,13 @@ class ChunkStore:
                 )
             crashpoints.step("write")
 
-    def delete(self, ids: Sequence[str], progress: Callable[[int, int], None] | None = None) -> None:
+    def delete(self, ids: Sequence[str]) -> None:
         self._size_hint = None
         self._cache.discard(ids)
-        done = 0
         for batch in _batches(list(ids), self._max_batch()):
             with _guard(f"deleting from collection {self.name!r}", self.location):
                 self._collection.delete(ids=list(batch))
-            crashpoints.step("write")
-            done += len(batch)
-            if progress is not None:
-                progress(done, len(ids))
+            crashpoints.step("delete")
 
     def query(self, vector: np.ndarray, n: int, tags: Sequence[str] = (), sources: Sequence[str] = ()) -> list[Hit]:
         """The `n` nearest chunks carrying any of `tags` (and from `sources`), best first; score = cosine similarity.

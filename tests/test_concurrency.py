@@ -1,0 +1,109 @@
+"""Two writers never share an embedded store; readers composing during an ingest see whole documents only."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from rag_prompts import SentenceTransformerEmbedder
+from rag_prompts.errors import EmptyStoreError, StoreBusyError
+from rag_prompts.locking import writer_lock
+
+from .conftest import ROOT, make_pipeline, write
+
+
+def policies(root: Path, edition: int) -> None:
+    """Six policies whose every paragraph names the edition, so any two editions share no chunk."""
+    for n in range(6):
+        paragraphs = [
+            f"Edition {edition}, policy {n}, rule {r}: requests of type {n}-{r} are approved by desk {edition * 10 + r}"
+            f" within {r + edition} days."
+            for r in range(12)
+        ]
+        write(root / f"policy-{n}.md", f"# Policy {n}\n\n" + "\n\n".join(paragraphs) + "\n")
+
+
+def test_compose_during_an_ingest_sees_whole_documents_only(
+    tmp_path: Path, embedder: SentenceTransformerEmbedder
+) -> None:
+    """8 threads compose while every document is replaced by a new edition, written in small groups so each
+    document's chunks land in several writes: no compose errs, and none mixes two editions of a document."""
+    root = tmp_path / "docs"
+    policies(root, 1)
+    writer = make_pipeline(tmp_path, embedder, ingest_group_chunks=8, chunk_tokens=40)
+    writer.ingest([root])
+    first = {chunk_id for entry in writer.store.documents().values() for chunk_id in entry.chunk_ids}
+    reader = make_pipeline(tmp_path, embedder, chunk_tokens=40)
+    policies(root, 2)
+    done = threading.Event()
+    errors: list[BaseException] = []
+    composed: list[list[tuple[str, str]]] = []
+
+    def compose(worker: int) -> None:
+        while not done.is_set():
+            try:
+                prompt = reader.compose(f"Who approves requests of type {worker % 6}-3?", k=12, budget=1200)
+                composed.append([(chunk.source, chunk.id) for chunk in prompt.chunks])
+            except BaseException as error:  # noqa: BLE001 - every failure counts
+                errors.append(error)
+
+    threads = [threading.Thread(target=compose, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    report = writer.ingest([root])
+    done.set()
+    for thread in threads:
+        thread.join()
+    assert report.updated and len(report.updated) == 6
+    second = {chunk_id for entry in writer.store.documents().values() for chunk_id in entry.chunk_ids}
+    assert not first & second and errors == [] and len(composed) > 8
+    for chunks in composed:
+        for source in {source for source, _ in chunks}:
+            ids = {chunk_id for name, chunk_id in chunks if name == source}
+            assert ids <= first or ids <= second, source  # one edition of each document, never a mix
+    after = reader.compose("Who approves requests of type 2-3?", k=12, budget=1200)
+    assert after.chunks and {chunk.id for chunk in after.chunks} <= second  # the new edition at once
+
+
+def test_a_second_ingest_of_an_embedded_store_is_refused_naming_the_first(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    config = write(tmp_path / "rag_prompts.toml", f'store = "{store}"\ncorpus = ["docs"]\n')
+    write(tmp_path / "docs" / "a.md", "# A\n\nOne rule.\n")
+    environ = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "rag_prompts.cli", "ingest", "--config", str(config)]
+    with writer_lock(str(store)):
+        refused = subprocess.run(command, env=environ, capture_output=True, text=True, timeout=300)
+        assert refused.returncode == 2
+        assert refused.stderr.strip().splitlines() == [
+            f"rag-prompts: error: another ingest is running (pid {os.getpid()}) on the store at {store};"
+            " wait for it to finish, or pass --wait"
+        ]
+        with pytest.raises(StoreBusyError, match=f"pid {os.getpid()}"), writer_lock(str(store)):
+            pass  # a second writer in the same process is refused too
+        waiting = subprocess.Popen([*command, "--wait", "--json"], env=environ, stdout=subprocess.PIPE, text=True)
+        time.sleep(3)
+        assert waiting.poll() is None  # still waiting for the lock
+    out, _ = waiting.communicate(timeout=300)
+    assert waiting.returncode == 0 and '"added": 1' in out
+
+
+def test_search_and_compose_on_an_empty_store_say_so(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
+    pipeline = make_pipeline(tmp_path, embedder)
+    message = "the store has no documents: run `rag-prompts ingest` first"
+    with pytest.raises(EmptyStoreError, match=message):
+        pipeline.compose("How long are claim files kept?")
+    with pytest.raises(EmptyStoreError, match=message):
+        pipeline.search("How long are claim files kept?")
+    write(tmp_path / "docs" / "a.md", "# A\n\nClaim files are kept for 7 years.\n")
+    pipeline.ingest([tmp_path / "docs"])
+    assert pipeline.search("How long are claim files kept?", k=1)[0].chunk.source == "a.md"
+    (tmp_path / "docs" / "a.md").unlink()
+    assert pipeline.ingest([tmp_path / "docs"]).removed == ["a.md"]
+    with pytest.raises(EmptyStoreError, match=message):
+        pipeline.compose("How long are claim files kept?")
