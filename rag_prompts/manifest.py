@@ -14,6 +14,7 @@ module works on its handle and never imports chromadb.
 from __future__ import annotations
 
 import hashlib
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -61,6 +62,7 @@ def record_id(source: str) -> str:
 class Generation:
     token: str
     collection: str
+    pid: str = ""  # the process that wrote it
 
 
 class Manifest:
@@ -74,7 +76,9 @@ class Manifest:
         page = self._handle.get(ids=[GENERATION_ID], include=["metadatas"])
         metadata = (page["metadatas"] or [{}])[0] if page["ids"] else {}
         return Generation(
-            str(metadata.get("token", "")), str(metadata.get("collection", "") or self._default_collection)
+            str(metadata.get("token", "")),
+            str(metadata.get("collection", "") or self._default_collection),
+            str(metadata.get("pid", "")),
         )
 
     def exists(self) -> bool:
@@ -115,4 +119,8 @@ class Manifest:
         self.put([], collection)
 
     def _generation_metadata(self, collection: str | None) -> dict[str, Any]:
-        return {"token": uuid.uuid4().hex, "collection": collection or self.generation().collection}
+        return {
+            "token": uuid.uuid4().hex,
+            "collection": collection or self.generation().collection,
+            "pid": str(os.getpid()),
+        }

@@ -11,6 +11,7 @@ compactions made by other processes.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import threading
 from collections import OrderedDict
@@ -80,6 +81,15 @@ def _client(location: str) -> Any:
                 " `chroma run --path DIR --host 127.0.0.1 --port PORT` or set `store` to a folder"
             ) from error
     return chromadb.PersistentClient(path=location, settings=settings)
+
+
+def _stop(client: Any) -> None:
+    """Stop a client opened by `ChunkStore._reopen` (its own alias of the folder: nothing else uses it)."""
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    with contextlib.suppress(Exception):
+        system = SharedSystemClient._identifier_to_system.pop(client._identifier)
+        system.stop()
 
 
 @contextlib.contextmanager
@@ -357,6 +367,7 @@ class ChunkStore:
         self._token: str | None = None
         self._versions: dict[str, str] = {}  # source -> committed document hash ("" none), per the manifest
         self._refresh_lock = threading.Lock()
+        self._reopened = 0  # how many times another process's writes made this store open a fresh client
 
     @property
     def embedding_model(self) -> str:
@@ -391,13 +402,32 @@ class ChunkStore:
             if generation.token == self._token:
                 return
             with self._refresh_lock:
-                if generation.collection != getattr(self._collection, "name", generation.collection):
+                other = self._token is not None and generation.pid not in ("", str(os.getpid()))
+                if other and self._reopen():
+                    self._cache.clear()
+                    self._collection = self._client.get_collection(generation.collection, embedding_function=None)
+                elif generation.collection != getattr(self._collection, "name", generation.collection):
                     self._collection = self._client.get_collection(generation.collection, embedding_function=None)
                     self._cache.clear()
                 self._versions = {source: record.doc_hash for source, record in self._manifest.records().items()}
                 self._size_hint = None
                 self._cache.retain(self._visible)
                 self._token = generation.token
+
+    def _reopen(self) -> bool:
+        """Open an embedded store afresh after another process wrote to it. Chroma keeps each collection's
+        vector index in the memory of the process that opened it and does not reload it when another process
+        writes (searches would miss new chunks and return deleted ones), so this process gets a client of its
+        own (its own folder alias), which reads the index from disk; the one it replaces is stopped."""
+        if self.location == ":memory:" or self.location.startswith(("http://", "https://")):
+            return False
+        old = self._client
+        self._reopened += 1
+        self._client = _client(self.location.rstrip("/") + "/." * self._reopened)
+        self._manifest = _manifest(self._client, self.name)
+        if self._reopened > 1:
+            _stop(old)
+        return True
 
     def _visible(self, chunk: Chunk) -> bool:
         committed = self._versions.get(chunk.source)

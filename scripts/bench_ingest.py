@@ -127,6 +127,45 @@ def measure_throughput(corpus: Path, workdir: Path) -> dict[str, Any]:
     return figures
 
 
+PROBE = """
+import runpy, sys, time
+began = time.perf_counter()
+sys.argv = ["rag-prompts", *sys.argv[1:]]
+try:
+    runpy.run_module("rag_prompts.cli", run_name="__main__")
+except SystemExit as done:
+    code = done.code
+print("PROBE", time.perf_counter() - began, code, "torch" in sys.modules, file=sys.stderr)
+"""
+
+
+def measure_commands(store: Path, workdir: Path) -> dict[str, dict[str, Any]]:
+    """Wall time of commands that need no model, each in a fresh process, and whether torch got imported."""
+    config = workdir / "commands.toml"
+    config.write_text(f'store = "{store}"\ncollection = "bench-memory"\n', "utf-8")
+    log = workdir / "payload.jsonl"
+    log.write_text("", "utf-8")
+    bad = workdir / "bad.toml"
+    bad.write_text("chunk_tokens = 'many'\n", "utf-8")
+    commands = {
+        "stats": ["stats", "--config", str(config)],
+        "compact": ["compact", "--config", str(config)],
+        "log": ["log", str(log)],
+        "config error": ["stats", "--config", str(bad)],
+        "no such path": ["ingest", str(workdir / "no-such-folder"), "--config", str(config)],
+    }
+    figures = {}
+    for name, args in commands.items():
+        environ = {**os.environ, "PYTHONPATH": str(ROOT)}
+        began = time.perf_counter()
+        done = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, env=environ)
+        seconds = time.perf_counter() - began
+        probe = [line for line in done.stderr.splitlines() if line.startswith("PROBE")]
+        loaded = probe[-1].split()[-1] == "True" if probe else None
+        figures[name] = {"seconds": round(seconds, 2), "exit": done.returncode, "model_loaded": loaded}
+    return figures
+
+
 def main(argv: Sequence[str]) -> int:
     if argv[:1] == ["--child"]:
         return child(*argv[1:5])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -107,3 +108,66 @@ def test_search_and_compose_on_an_empty_store_say_so(tmp_path: Path, embedder: S
     assert pipeline.ingest([tmp_path / "docs"]).removed == ["a.md"]
     with pytest.raises(EmptyStoreError, match=message):
         pipeline.compose("How long are claim files kept?")
+
+
+READER = """
+import json, sys, time
+from pathlib import Path
+from rag_prompts import Pipeline
+pipeline = Pipeline.from_config(sys.argv[1])
+done_flag, out = Path(sys.argv[2]), open(sys.argv[3], "w")
+after = 0
+while after < 20:
+    finished = done_flag.exists()  # the writer had finished before this compose began
+    try:
+        prompt = pipeline.compose("Who approves requests of type 2-3?", k=12, budget=1500)
+        row = {"after": finished, "ids": [chunk.id for chunk in prompt.chunks],
+               "sources": [chunk.source for chunk in prompt.chunks]}
+    except Exception as error:
+        row = {"after": finished, "error": f"{type(error).__name__}: {error}"}
+    out.write(json.dumps(row) + "\\n")
+    out.flush()
+    after += finished
+    time.sleep(0.05)
+"""
+
+
+def test_a_running_process_follows_another_process_ingesting_and_compacting(tmp_path: Path) -> None:
+    """A reader process composes throughout while a second process re-ingests an edited corpus (one document
+    gone, one new) and compacts: no compose errs, and once the writer is done none serves a deleted chunk and
+    the new document is found."""
+    root = tmp_path / "docs"
+    policies(root, 1)
+    config = write(tmp_path / "rag_prompts.toml", f'store = "{tmp_path / "store"}"\ncorpus = ["docs"]\n')
+    environ = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cli = [sys.executable, "-m", "rag_prompts.cli"]
+
+    def run(*args: str) -> None:
+        done = subprocess.run([*cli, *args, "--config", str(config)], env=environ, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+
+    run("ingest")
+    flag, log = tmp_path / "writer-done", tmp_path / "reader.jsonl"
+    reader = subprocess.Popen([sys.executable, "-c", READER, str(config), str(flag), str(log)], env=environ)
+    deadline = time.monotonic() + 300
+    while not (log.exists() and log.read_text("utf-8").count("\n") >= 5) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    policies(root, 2)
+    (root / "policy-5.md").unlink()
+    write(root / "new-policy.md", "# New\n\nRequests of type 2-3 are now approved by the new desk within 2 days.\n")
+    run("ingest")
+    run("compact")
+    flag.touch()
+    assert reader.wait(timeout=300) == 0
+    rows = [json.loads(line) for line in log.read_text("utf-8").splitlines()]
+    dump = (
+        "import json, sys\nfrom rag_prompts import Pipeline\nstore = Pipeline.from_config(sys.argv[1]).store\n"
+        "print(json.dumps([i for e in store.documents().values() for i in e.chunk_ids]))"
+    )
+    final = subprocess.run([sys.executable, "-c", dump, str(config)], env=environ, capture_output=True, text=True)
+    live = set(json.loads(final.stdout))
+    errors = [row["error"] for row in rows if "error" in row]
+    late = [row for row in rows if row["after"] and "ids" in row]
+    assert errors == [] and len(rows) > len(late) == 20
+    assert [chunk_id for row in late for chunk_id in row["ids"] if chunk_id not in live] == []  # nothing stale
+    assert all("new-policy.md" in row["sources"] and "policy-5.md" not in row["sources"] for row in late)
