@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from . import crashpoints
-from .chunking import chunk_document
+from .chunking import NEARBY, chunk_document
 from .context import mix, vector_keys, window
 from .embed import Embedder
 from .errors import LoadError, RagPromptsError
@@ -32,7 +32,7 @@ from .records import Chunk
 from .store import SCHEMA_VERSION, ChunkStore
 from .tokens import TokenCounter
 
-CHUNKER_VERSION = 3  # 2: chunks record their ordinal; 3: context-aware vectors
+CHUNKER_VERSION = 4  # 2: chunks record their ordinal; 3: context-aware vectors; 4: repeated passages stored once
 EMBED_BATCH = 256
 GROUP_CHUNKS = 1024  # chunks embedded and written together: small documents are grouped, large ones sliced
 
@@ -125,6 +125,29 @@ def _scan(path: Path) -> _Scan:
         and not any(part.startswith(".") for part in candidate.relative_to(path).parts)
     )
     return _Scan(path, files, prune=True)
+
+
+def distinct(chunks: Sequence[Chunk]) -> list[Chunk]:
+    """A document's chunks with repeated passages (same section and text) stored once, at their first place.
+
+    Hundreds of identical vectors crowd Chroma's vector index until other documents' chunks cannot be reached
+    (one boilerplate-heavy document of 1,403 chunks hid three small documents); a repeat adds nothing a reader
+    needs. Positions and `nearby` lists are renumbered over what is kept."""
+    first: dict[str, Chunk] = {}
+    for chunk in chunks:
+        first.setdefault(chunk.content_hash, chunk)
+    kept = list(first.values())  # insertion order: each passage at its first place
+    if len(kept) == len(chunks):
+        return list(chunks)
+    ids = [chunk.id for chunk in kept]
+    return [
+        replace(
+            chunk,
+            ordinal=index,
+            nearby=tuple(ids[max(0, index - NEARBY) : index] + ids[index + 1 : index + NEARBY + 1]),
+        )
+        for index, chunk in enumerate(kept)
+    ]
 
 
 def document_hash(data: bytes, fingerprint: str) -> str:
@@ -258,7 +281,7 @@ class _Ingest:
         """The chunks of one file with their vector keys, or None (reported) when it cannot be loaded."""
         try:
             document = load_document(todo.file, todo.root)
-            chunks = chunk_document(document, self.counter, self.chunk_tokens, todo.doc_hash)
+            chunks = distinct(chunk_document(document, self.counter, self.chunk_tokens, todo.doc_hash))
             keys = vector_keys(chunks, self.context.window, self.context.weight)
         except LoadError as error:
             self._fail(str(todo.file), error.reason)

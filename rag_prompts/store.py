@@ -341,6 +341,16 @@ class RecordCache:
                 del self._records[chunk_id]
 
 
+def _score(records: Sequence[_Record], vector: np.ndarray) -> list[Hit]:
+    """Each record's chunk with its cosine similarity to `vector`, in the order given."""
+    if not records:
+        return []
+    vectors = np.stack([stored for _, stored in records])
+    query = np.asarray(vector, dtype=np.float32)
+    scores = vectors @ query / np.maximum(np.linalg.norm(vectors, axis=1) * np.linalg.norm(query), 1e-12)
+    return [Hit(chunk, float(score)) for (chunk, _), score in zip(records, scores, strict=True)]
+
+
 class ChunkStore:
     """Chunks with their vectors in one Chroma collection; the same for every kind of client.
 
@@ -366,6 +376,7 @@ class ChunkStore:
         self._cache = RecordCache(cached_chunks)
         self._token: str | None = None
         self._versions: dict[str, str] = {}  # source -> committed document hash ("" none), per the manifest
+        self._counts: dict[str, int] = {}  # source -> chunks of its committed version
         self._refresh_lock = threading.Lock()
         self._reopened = 0  # how many times another process's writes made this store open a fresh client
 
@@ -409,7 +420,9 @@ class ChunkStore:
                 elif generation.collection != getattr(self._collection, "name", generation.collection):
                     self._collection = self._client.get_collection(generation.collection, embedding_function=None)
                     self._cache.clear()
-                self._versions = {source: record.doc_hash for source, record in self._manifest.records().items()}
+                records = self._manifest.records()
+                self._versions = {source: record.doc_hash for source, record in records.items()}
+                self._counts = {source: record.chunks for source, record in records.items() if record.committed}
                 self._size_hint = None
                 self._cache.retain(self._visible)
                 self._token = generation.token
@@ -605,8 +618,37 @@ class ChunkStore:
             hits = self._hits(rows)
             hidden = len(rows) - len(hits)
             if len(hits) >= n or not hidden or len(rows) < n + extra:
-                return hits[:n]
+                break
             extra = max(2 * extra, 2 * hidden, 20)
+        if sources and len(hits) < n and len(hits) < sum(self._counts.get(source, 0) for source in sources):
+            return self._exact(vector, n, where_filter(tags, sources))  # the index failed to reach them
+        return hits[:n]
+
+    def _exact(self, vector: np.ndarray, n: int, where: dict[str, Any] | None) -> list[Hit]:
+        """The `n` best chunks matching `where`, scored one by one. Chroma's filtered index search can miss
+        chunks (many near-identical vectors elsewhere cut them off in its graph); a few documents' chunks are
+        cheap to score directly."""
+        found: dict[str, _Record] = {}
+        offset = 0
+        while True:
+            with _guard(f"reading chunks of {self.name!r}", self.location):
+                page = self._collection.get(
+                    where=where, include=["metadatas", "documents", "embeddings"], limit=_PAGE, offset=offset
+                )
+            if page["ids"]:
+                vectors = np.asarray(page["embeddings"], dtype=np.float32).reshape(len(page["ids"]), -1)
+                for chunk_id, text, metadata, stored in zip(
+                    page["ids"], page["documents"] or [], page["metadatas"] or [], vectors, strict=True
+                ):
+                    chunk = _chunk(chunk_id, text or "", metadata)
+                    if self._visible(chunk):
+                        found[chunk_id] = (chunk, stored)
+            if len(page["ids"]) < _PAGE:
+                break
+            offset += _PAGE
+        self._cache.put(found)
+        hits = _score(list(found.values()), vector)
+        return sorted(hits, key=lambda hit: hit.score, reverse=True)[:n]
 
     def _candidates(
         self, vector: np.ndarray, n: int, tags: Sequence[str], sources: Sequence[str]
@@ -633,13 +675,7 @@ class ChunkStore:
         """The chunks with these ids, each scored against `vector` (cosine similarity); unknown or hidden ids
         are skipped."""
         records = self._records(ids)
-        found = [records[chunk_id] for chunk_id in dict.fromkeys(ids) if chunk_id in records]
-        if not found:
-            return []
-        vectors = np.stack([stored for _, stored in found])
-        query = np.asarray(vector, dtype=np.float32)
-        scores = vectors @ query / np.maximum(np.linalg.norm(vectors, axis=1) * np.linalg.norm(query), 1e-12)
-        return [Hit(chunk, float(score)) for (chunk, _), score in zip(found, scores, strict=True)]
+        return _score([records[chunk_id] for chunk_id in dict.fromkeys(ids) if chunk_id in records], vector)
 
     def _size(self) -> int:
         """The collection size as last seen by this process: it only chooses a search strategy."""

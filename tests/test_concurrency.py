@@ -115,19 +115,19 @@ import json, sys, time
 from pathlib import Path
 from rag_prompts import Pipeline
 pipeline = Pipeline.from_config(sys.argv[1])
-done_flag, out = Path(sys.argv[2]), open(sys.argv[3], "w")
-after = 0
-while after < 20:
-    finished = done_flag.exists()  # the writer had finished before this compose began
+phase_file, out = Path(sys.argv[2]), open(sys.argv[3], "w")
+late = 0
+while late < 10:
+    phase = int(phase_file.read_text() or 0) if phase_file.exists() else 0  # what the writer had finished
     try:
         prompt = pipeline.compose("Who approves requests of type 2-3?", k=12, budget=1500)
-        row = {"after": finished, "ids": [chunk.id for chunk in prompt.chunks],
+        row = {"phase": phase, "ids": [chunk.id for chunk in prompt.chunks],
                "sources": [chunk.source for chunk in prompt.chunks]}
     except Exception as error:
-        row = {"after": finished, "error": f"{type(error).__name__}: {error}"}
+        row = {"phase": phase, "error": f"{type(error).__name__}: {error}"}
     out.write(json.dumps(row) + "\\n")
     out.flush()
-    after += finished
+    late += phase == 2
     time.sleep(0.05)
 """
 
@@ -147,17 +147,27 @@ def test_a_running_process_follows_another_process_ingesting_and_compacting(tmp_
         assert done.returncode == 0, done.stderr
 
     run("ingest")
-    flag, log = tmp_path / "writer-done", tmp_path / "reader.jsonl"
-    reader = subprocess.Popen([sys.executable, "-c", READER, str(config), str(flag), str(log)], env=environ)
-    deadline = time.monotonic() + 300
-    while not (log.exists() and log.read_text("utf-8").count("\n") >= 5) and time.monotonic() < deadline:
-        time.sleep(0.5)
+    phase, log = tmp_path / "phase", tmp_path / "reader.jsonl"
+    reader = subprocess.Popen([sys.executable, "-c", READER, str(config), str(phase), str(log)], env=environ)
+
+    def wait_for(rows: int, in_phase: int) -> None:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            lines = log.read_text("utf-8").splitlines() if log.exists() else []
+            if sum(json.loads(line)["phase"] == in_phase for line in lines) >= rows:
+                return
+            time.sleep(0.3)
+        raise AssertionError(f"the reader did not compose {rows} times in phase {in_phase}")
+
+    wait_for(5, 0)
     policies(root, 2)
     (root / "policy-5.md").unlink()
     write(root / "new-policy.md", "# New\n\nRequests of type 2-3 are now approved by the new desk within 2 days.\n")
     run("ingest")
+    phase.write_text("1")
+    wait_for(10, 1)
     run("compact")
-    flag.touch()
+    phase.write_text("2")
     assert reader.wait(timeout=300) == 0
     rows = [json.loads(line) for line in log.read_text("utf-8").splitlines()]
     dump = (
@@ -166,8 +176,9 @@ def test_a_running_process_follows_another_process_ingesting_and_compacting(tmp_
     )
     final = subprocess.run([sys.executable, "-c", dump, str(config)], env=environ, capture_output=True, text=True)
     live = set(json.loads(final.stdout))
-    errors = [row["error"] for row in rows if "error" in row]
-    late = [row for row in rows if row["after"] and "ids" in row]
-    assert errors == [] and len(rows) > len(late) == 20
-    assert [chunk_id for row in late for chunk_id in row["ids"] if chunk_id not in live] == []  # nothing stale
-    assert all("new-policy.md" in row["sources"] and "policy-5.md" not in row["sources"] for row in late)
+    assert [row["error"] for row in rows if "error" in row] == []
+    for after in (1, 2):  # after the ingest finished, and after the compaction finished
+        late = [row for row in rows if row["phase"] == after]
+        assert len(late) >= 10
+        assert [chunk_id for row in late for chunk_id in row["ids"] if chunk_id not in live] == [], after
+        assert all("new-policy.md" in row["sources"] and "policy-5.md" not in row["sources"] for row in late), after
