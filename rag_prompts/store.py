@@ -100,7 +100,8 @@ def _guard(doing: str, location: str) -> Iterator[None]:
     except StoreError:
         raise
     except Exception as error:
-        raise StoreError(f"{doing} at {location} failed: {type(error).__name__}: {error}") from error
+        detail = " ".join(str(error).split())  # one line, whatever the client library put in its message
+        raise StoreError(f"{doing} at {location} failed: {type(error).__name__}: {detail}") from error
 
 
 def _manifest(client: Any, collection: str) -> Manifest:
