@@ -121,9 +121,8 @@ class OnnxQueryEncoder:
         """One vector per text, in order. Texts are sorted by token count (longest first) so batches pad
         little, and a batch of long texts holds fewer of them: at most BATCH_TOKENS tokens, since attention
         memory grows with batch x length^2 (64 texts of 256 tokens took 1.8 GB)."""
-        lengths = [
-            min(len(ids), self._max_length) for ids in self._tokenizer(list(texts), truncation=False)["input_ids"]
-        ]
+        tokens = self._tokenizer(list(texts), truncation=True, max_length=self._max_length)["input_ids"]
+        lengths = [len(ids) for ids in tokens]
         order = sorted(range(len(texts)), key=lambda i: lengths[i], reverse=True)
         vectors = np.zeros((len(texts), 0), dtype=np.float32)
         start = 0
