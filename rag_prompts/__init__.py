@@ -11,8 +11,10 @@ from .embed import SentenceTransformerEmbedder as SentenceTransformerEmbedder
 from .errors import BudgetError as BudgetError
 from .errors import ConfigError as ConfigError
 from .errors import EmbeddingError as EmbeddingError
+from .errors import EmptyStoreError as EmptyStoreError
 from .errors import LoadError as LoadError
 from .errors import RagPromptsError as RagPromptsError
+from .errors import StoreBusyError as StoreBusyError
 from .errors import StoreError as StoreError
 from .history import HistoryGuard as HistoryGuard
 from .history import HistoryPolicy as HistoryPolicy
@@ -49,6 +51,7 @@ __all__ = [
     "DroppedChunk",
     "Embedder",
     "EmbeddingError",
+    "EmptyStoreError",
     "HistoryGuard",
     "HistoryPolicy",
     "Hit",
@@ -62,6 +65,7 @@ __all__ = [
     "RagPromptsError",
     "SentenceTransformerEmbedder",
     "Settings",
+    "StoreBusyError",
     "StoreError",
     "Summariser",
     "TokenCounter",

@@ -14,6 +14,7 @@ from .config import load_settings
 from .dataset import doc_id_of, load_dataset, read_queries, restriction, sources_by_doc_id
 from .errors import ConfigError, RagPromptsError
 from .evaluate import DEFAULT_BUDGETS, evaluate, plot
+from .locking import writer_lock
 from .payload_log import read_log, summarise_log
 from .pipeline import Pipeline
 from .store import compact_collection
@@ -35,28 +36,38 @@ def _table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+_STAGES = {"read": ("reading", "file"), "embed": ("embedding", "chunk"), "write": ("writing", "chunk"),
+           "delete": ("deleting", "chunk")}  # fmt: skip
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     pipeline = _pipeline(args)
     interactive = sys.stderr.isatty() and not args.json
-    bar: Any = None
+    bars: dict[str, Any] = {}
 
     def progress(stage: str, done: int, total: int) -> None:
-        nonlocal bar
+        """A bar per stage on a terminal; piped output gets one line per document instead (on_event)."""
         if not interactive:
             return
-        if bar is None:
-            bar = tqdm(total=total, unit="chunk", desc="embedding", file=sys.stderr)
+        bar = bars.get(stage)
+        if bar is None or (total and bar.total != total):
+            if bar is not None:
+                bar.close()
+            desc, unit = _STAGES.get(stage, (stage, "item"))
+            bar = bars[stage] = tqdm(total=total or None, unit=unit, desc=desc, file=sys.stderr, leave=False)
         bar.update(done - bar.n)
 
     def on_event(kind: str, what: str) -> None:
         if not args.json and not interactive:
-            print(f"{kind:8} {what}", file=sys.stderr)
+            print(f"{kind:8} {what}", file=sys.stderr, flush=True)
 
-    report = pipeline.ingest(args.paths or None, progress=progress, on_event=on_event)
-    if bar is not None:
-        bar.close()
+    try:
+        report = pipeline.ingest(args.paths or None, progress=progress, on_event=on_event, wait=args.wait)
+    finally:
+        for bar in bars.values():
+            bar.close()
     if args.json:
         _print_json({**report.summary(), "failures": [asdict(failure) for failure in report.failed]})
     else:
@@ -64,8 +75,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             print(f"failed: {failure.path}: {failure.reason}", file=sys.stderr)
         summary = report.summary()
         print(
-            "documents: {added} added, {updated} updated, {unchanged} unchanged, {removed} removed, {failed} failed;"
-            " chunks: {chunks_embedded} embedded, {chunks_reused} reused, {chunks_deleted} deleted"
+            "documents: {added} added, {updated} updated, {unchanged} unchanged, {removed} removed, {failed} failed,"
+            " {resumed} resumed; chunks: {chunks_embedded} embedded, {chunks_reused} reused, {chunks_deleted} deleted"
             " in {seconds}s".format(**summary)
         )
     return 0 if report.ok else 1
@@ -180,7 +191,8 @@ def _budgets(text: str) -> list[int]:
 
 def cmd_compact(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
-    chunks = compact_collection(settings.store_location, settings.collection)
+    with writer_lock(settings.store_location, wait=args.wait):
+        chunks = compact_collection(settings.store_location, settings.collection)
     if args.json:
         _print_json({"collection": settings.collection, "chunks": chunks})
     else:
@@ -232,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ingest = command("ingest", cmd_ingest, "ingest documents into the store (default: the configured corpus)")
     ingest.add_argument("paths", nargs="*", metavar="PATH", help="folders or files")
+    ingest.add_argument("--wait", action="store_true", help="wait for another ingest of the store instead of failing")
     search = command("search", cmd_search, "show the chunks ranked for a query")
     search.add_argument("query")
     search.add_argument("--k", type=int, help="how many chunks")
@@ -243,9 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
     compose.add_argument("--k", type=int, help="at most this many chunks")
     compose.add_argument("--budget", type=int, help="token budget for the whole message")
     command("stats", cmd_stats, "show documents, chunks and tokens in the store")
-    command(
+    compact = command(
         "compact", cmd_compact, "rewrite the collection into a fresh index (faster filtered searches after re-ingests)"
     )
+    compact.add_argument("--wait", action="store_true", help="wait for an ingest of the store instead of failing")
     evaluation = command(
         "eval", cmd_eval, "score retrieval on a labelled dataset (docs/ + queries.jsonl)", json_flag=False
     )

@@ -42,8 +42,16 @@ def resolve_model(name: str) -> str:
     return bundled_model_path() if name.lower() in _BUNDLED_NAMES else name
 
 
+def embedder_name(model: str, precision: str = "fp32") -> str:
+    """What a store records as its embedding model: int8 vectors are not fp32 ones, so they get their own name."""
+    return model if precision == "fp32" else f"{model}@{precision}"
+
+
 class SentenceTransformerEmbedder:
-    """A sentence-transformers model; batched, normalised, on the GPU when one is present (device="auto")."""
+    """A sentence-transformers model; batched, normalised, on the GPU when one is present (device="auto").
+
+    On CPU, batches and queries run through onnxruntime (see onnx_query) where the model allows it
+    (backend="auto"), else through torch; precision="int8" runs a quantised copy (onnx only)."""
 
     def __init__(
         self,
@@ -52,6 +60,7 @@ class SentenceTransformerEmbedder:
         batch_size: int = 64,
         query_cache_size: int = 256,
         backend: str = "auto",
+        precision: str = "fp32",
     ) -> None:
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as transformers_logging
@@ -71,19 +80,24 @@ class SentenceTransformerEmbedder:
         dimension = get_dimension()
         if not dimension:
             raise EmbeddingError(f"embedding model {model!r} does not report an embedding dimension")
-        self._name = model
+        if precision not in ("fp32", "int8"):
+            raise EmbeddingError(f"embedding_precision must be 'fp32' or 'int8', got {precision!r}")
+        if precision == "int8" and backend == "torch":
+            raise EmbeddingError("embedding_precision='int8' runs through onnxruntime; set embedding_backend to 'auto'")
+        self._name = embedder_name(model, precision)
         self._dimension = int(dimension)
         self.batch_size = batch_size
+        self.precision = precision
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._query_cache_size = query_cache_size
         self._query_cache_lock = threading.Lock()
-        self._query_encoder = self._onnx_query_encoder(backend, location)
+        self._query_encoder = self._onnx_query_encoder("onnx" if precision == "int8" else backend, location)
 
     def _onnx_query_encoder(self, backend: str, location: str) -> Any:
-        """The onnxruntime path for single queries (see onnx_query.py) where it applies, else None (torch)."""
+        """The onnxruntime path (see onnx_query.py) where it applies, else None (torch)."""
         if backend not in ("auto", "onnx", "torch"):
             raise EmbeddingError(f"embedding_backend must be 'auto', 'onnx' or 'torch', got {backend!r}")
-        if backend == "torch" or self.device != "cpu":
+        if backend == "torch" or (self.device != "cpu" and backend == "auto"):
             return None
         from . import onnx_query
 
@@ -92,7 +106,7 @@ class SentenceTransformerEmbedder:
             problem = "the model is not a transformer followed by mean pooling"
         else:
             try:
-                return onnx_query.OnnxQueryEncoder(self._model, location)
+                return onnx_query.OnnxQueryEncoder(self._model, location, precision=self.precision)
             except ImportError as error:
                 problem = f"{error.name or 'onnx'} is not installed (pip install 'rag-prompts[onnx]')"
             except Exception as error:  # an export or runtime failure: torch still works
@@ -104,6 +118,11 @@ class SentenceTransformerEmbedder:
     @property
     def query_backend(self) -> str:
         return "onnx" if self._query_encoder is not None else "torch"
+
+    @property
+    def backend(self) -> str:
+        """What embeds batches and queries: "onnx" or "torch"."""
+        return self.query_backend
 
     @property
     def name(self) -> str:
@@ -120,6 +139,9 @@ class SentenceTransformerEmbedder:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self._dimension), dtype=np.float32)
+        if self._query_encoder is not None:
+            batch: np.ndarray = self._query_encoder.encode_batch(list(texts), self.batch_size)
+            return batch
         vectors = self._model.encode(
             list(texts),
             batch_size=self.batch_size,

@@ -30,3 +30,11 @@ class EmbeddingError(RagPromptsError):
 
 class BudgetError(RagPromptsError):
     """A system message cannot be composed within the token budget (e.g. the base message alone is too long)."""
+
+
+class StoreBusyError(StoreError):
+    """Another process is writing to the same embedded store (ingest or compact); the message names its pid."""
+
+
+class EmptyStoreError(StoreError):
+    """A search or compose on a store that holds no documents."""

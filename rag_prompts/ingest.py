@@ -1,8 +1,13 @@
-"""Orchestrates files -> Document -> Chunk -> vectors -> store, incrementally and idempotently.
+"""Orchestrates files -> Document -> Chunk -> vectors -> store, incrementally, idempotently and crash-safely.
 
-An unchanged file (same bytes, same chunking settings) is skipped without loading; an edited one has its
-new chunks written before its stale ones are deleted; files gone from an ingested folder lose their chunks.
-A file that fails to load is reported and skipped, and whatever the store held for it is kept.
+An unchanged file (same bytes, same chunking settings) is skipped without loading. Documents stream through
+chunk -> embed -> write in groups of about GROUP_CHUNKS chunks (a large document in slices of that size), so
+memory does not grow with the corpus. Each document is committed on its own: its new chunks are written
+first, then its manifest record names the new version (from then on searches show it), then the chunks of
+other versions are deleted. A crash or kill at any step leaves every document whole in its old or new
+version; the next run finishes what was cut short and re-embeds only chunks not yet written. Files gone from
+an ingested folder lose their chunks; a file that fails to load is reported and skipped, and whatever the
+store held for it is kept. Only one ingest writes to an embedded store at a time (see `locking`).
 """
 
 from __future__ import annotations
@@ -15,17 +20,21 @@ from pathlib import Path
 
 import numpy as np
 
-from .chunking import chunk_document
+from . import crashpoints
+from .chunking import NEARBY, chunk_document
 from .context import mix, vector_keys, window
 from .embed import Embedder
 from .errors import LoadError, RagPromptsError
 from .loaders import SUPPORTED_SUFFIXES, load_document
+from .locking import writer_lock
+from .manifest import DocumentRecord
 from .records import Chunk
-from .store import SCHEMA_VERSION, ChunkStore, StoredDocument
+from .store import SCHEMA_VERSION, ChunkStore
 from .tokens import TokenCounter
 
-CHUNKER_VERSION = 4  # 2: chunks record their ordinal; 3: context-aware vectors; 4: blocks
+CHUNKER_VERSION = 5  # 2: ordinals; 3: context-aware vectors; 4: repeated passages stored once; 5: blocks
 EMBED_BATCH = 256
+GROUP_CHUNKS = 1024  # chunks embedded and written together: small documents are grouped, large ones sliced
 
 
 @dataclass(frozen=True)
@@ -37,7 +46,11 @@ class Context:
 
 
 ProgressFn = Callable[[str, int, int], None]
-"""Called as progress(stage, done, total); stage is "embed" while vectors are computed."""
+"""Called as progress(stage, done, total) with stage "read" (files), "embed" (chunks; total 0 when not known
+ahead), "write" (chunks of a large document) or "delete" (stale chunks)."""
+
+EmbedderSource = Embedder | Callable[[], Embedder]
+"""An embedder, or a function returning one: it is called only when something must be embedded."""
 
 
 @dataclass(frozen=True)
@@ -48,13 +61,15 @@ class Failure:
 
 @dataclass
 class IngestReport:
-    """What one ingest run did; `ok` is False when any file failed."""
+    """What one ingest run did; `ok` is False when any file failed. `resumed` lists documents whose earlier
+    ingest was cut short and is finished by this one."""
 
     added: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     failed: list[Failure] = field(default_factory=list)
+    resumed: list[str] = field(default_factory=list)
     chunks_embedded: int = 0
     chunks_reused: int = 0
     chunks_written: int = 0
@@ -72,6 +87,7 @@ class IngestReport:
             "unchanged": len(self.unchanged),
             "removed": len(self.removed),
             "failed": len(self.failed),
+            "resumed": len(self.resumed),
             "chunks_embedded": self.chunks_embedded,
             "chunks_reused": self.chunks_reused,
             "chunks_written": self.chunks_written,
@@ -80,13 +96,15 @@ class IngestReport:
         }
 
 
-@dataclass
-class _Plan:
+@dataclass(frozen=True)
+class _Todo:
+    """A file whose stored version is missing or out of date: what is known before loading it."""
+
+    file: Path
+    root: Path
     source: str
-    path: str
-    chunks: list[Chunk]
-    old_ids: list[str]
-    is_new: bool
+    doc_hash: str
+    record: DocumentRecord | None
 
 
 @dataclass(frozen=True)
@@ -109,6 +127,29 @@ def _scan(path: Path) -> _Scan:
     return _Scan(path, files, prune=True)
 
 
+def distinct(chunks: Sequence[Chunk]) -> list[Chunk]:
+    """A document's chunks with repeated passages (same section and text) stored once, at their first place.
+
+    Hundreds of identical vectors crowd Chroma's vector index until other documents' chunks cannot be reached
+    (one boilerplate-heavy document of 1,403 chunks hid three small documents); a repeat adds nothing a reader
+    needs. Positions and `nearby` lists are renumbered over what is kept."""
+    first: dict[str, Chunk] = {}
+    for chunk in chunks:
+        first.setdefault(chunk.content_hash, chunk)
+    kept = list(first.values())  # insertion order: each passage at its first place
+    if len(kept) == len(chunks):
+        return list(chunks)
+    ids = [chunk.id for chunk in kept]
+    return [
+        replace(
+            chunk,
+            ordinal=index,
+            nearby=tuple(ids[max(0, index - NEARBY) : index] + ids[index + 1 : index + NEARBY + 1]),
+        )
+        for index, chunk in enumerate(kept)
+    ]
+
+
 def document_hash(data: bytes, fingerprint: str) -> str:
     """Changes when the file's bytes or the chunking settings change."""
     return hashlib.sha256(fingerprint.encode() + b"\x00" + data).hexdigest()
@@ -118,153 +159,282 @@ def ingest(
     paths: Iterable[str | Path],
     *,
     store: ChunkStore,
-    embedder: Embedder,
+    embedder: EmbedderSource,
     counter: TokenCounter,
     chunk_tokens: int,
     context: Context = Context(),
+    group_chunks: int = GROUP_CHUNKS,
     progress: ProgressFn | None = None,
     on_event: Callable[[str, str], None] | None = None,
+    wait: bool = False,
 ) -> IngestReport:
-    """Bring the store in line with the documents under `paths` and report what changed."""
-    began = time.perf_counter()
-    report = IngestReport()
-    event = on_event or (lambda kind, what: None)
-    fingerprint = (
-        f"chunker={CHUNKER_VERSION};tokens={chunk_tokens};encoding={counter.encoding_name}"
-        f";context={context.window},{context.weight};store_schema={SCHEMA_VERSION}"
-    )
-    stored = store.documents()
-    seen: dict[str, Path] = {}
-    plans: list[_Plan] = []
-    vanished: list[StoredDocument] = []
-    for requested in dict.fromkeys(Path(path).expanduser().resolve() for path in paths):
-        if not requested.exists():
-            report.failed.append(Failure(str(requested), "no such file or directory"))
-            event("failed", f"{requested}: no such file or directory")
-            continue
-        scan = _scan(requested)
-        for file in scan.files:
-            source = file.relative_to(scan.root).as_posix()
-            if source in seen:
-                reason = f"same relative path {source!r} as {seen[source]}; ingest one of the two folders"
-                report.failed.append(Failure(str(file), reason))
-                event("failed", f"{file}: {reason}")
+    """Bring the store in line with the documents under `paths` and report what changed.
+
+    Holds the store's writer lock throughout: another ingest of the same embedded store raises StoreBusyError
+    naming its pid, or is waited for with `wait=True`. A store failure raises StoreError; every document
+    committed before it stays, and a rerun resumes."""
+    with writer_lock(store.location, wait=wait):
+        return _Ingest(store, embedder, counter, chunk_tokens, context, group_chunks, progress, on_event).run(paths)
+
+
+class _Ingest:
+    def __init__(
+        self,
+        store: ChunkStore,
+        embedder: EmbedderSource,
+        counter: TokenCounter,
+        chunk_tokens: int,
+        context: Context,
+        group_chunks: int,
+        progress: ProgressFn | None,
+        on_event: Callable[[str, str], None] | None,
+    ) -> None:
+        self.store, self.counter, self.chunk_tokens, self.context = store, counter, chunk_tokens, context
+        self.group_chunks = max(1, group_chunks)
+        self._embedder_source = embedder
+        self._embedder: Embedder | None = embedder if isinstance(embedder, Embedder) else None
+        self.progress: ProgressFn = progress or (lambda stage, done, total: None)
+        self.event = on_event or (lambda kind, what: None)
+        self.report = IngestReport()
+        self.fingerprint = (
+            f"chunker={CHUNKER_VERSION};tokens={chunk_tokens};encoding={counter.encoding_name}"
+            f";context={context.window},{context.weight};store_schema={SCHEMA_VERSION}"
+        )
+        self._group: list[tuple[_Todo, list[Chunk]]] = []
+        self._group_size = 0
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            source = self._embedder_source
+            self._embedder = source if isinstance(source, Embedder) else source()
+        return self._embedder
+
+    def run(self, paths: Iterable[str | Path]) -> IngestReport:
+        began = time.perf_counter()
+        report = self.report
+        records = self.store.records()
+        todos, finish, vanished = self._plan(paths, records)
+        for todo in todos:
+            chunks = self._chunks(todo)
+            if chunks is not None:
+                self._feed(todo, chunks)
+        self._flush()
+        for record in finish:  # committed and unchanged, but an earlier run was cut short before its cleanup
+            self._delete_stale(record)
+            report.resumed.append(record.source)
+        for record in vanished:  # after the writes: a renamed file reuses the vectors of its old name
+            self._remove(record)
+        report.seconds = time.perf_counter() - began
+        return report
+
+    # -- planning -----------------------------------------------------------------------------------------
+
+    def _plan(
+        self, paths: Iterable[str | Path], records: dict[str, DocumentRecord]
+    ) -> tuple[list[_Todo], list[DocumentRecord], list[DocumentRecord]]:
+        report = self.report
+        seen: dict[str, Path] = {}
+        todos: list[_Todo] = []
+        finish: list[DocumentRecord] = []
+        vanished: list[DocumentRecord] = []
+        scans = []
+        for requested in dict.fromkeys(Path(path).expanduser().resolve() for path in paths):
+            if not requested.exists():
+                self._fail(str(requested), "no such file or directory")
                 continue
-            seen[source] = file
-            outcome = _plan_file(
-                file, scan.root, source, stored.get(source), fingerprint, counter, chunk_tokens, context
-            )
-            if isinstance(outcome, _Plan):
-                plans.append(outcome)
-            elif isinstance(outcome, Failure):
-                report.failed.append(outcome)
-                event("failed", f"{outcome.path}: {outcome.reason}")
-            else:
-                report.unchanged.append(source)
-        if scan.prune:
-            root = str(scan.root)
-            vanished.extend(entry for source, entry in stored.items() if entry.root == root and source not in seen)
-    vectors = _vectors_for(plans, store, embedder, context, report, progress)  # before deletions: renames reuse
-    for plan in plans:
-        _write(plan, vectors, store, report)
-        event("added" if plan.is_new else "updated", plan.source)
-    for entry in vanished:
-        store.delete(entry.chunk_ids)
-        report.removed.append(entry.source)
-        report.chunks_deleted += len(entry.chunk_ids)
-        event("removed", entry.source)
-    report.seconds = time.perf_counter() - began
-    return report
+            scans.append(_scan(requested))
+        total, done = sum(len(scan.files) for scan in scans), 0
+        for scan in scans:
+            for file in scan.files:
+                done += 1
+                self.progress("read", done, total)
+                source = file.relative_to(scan.root).as_posix()
+                if source in seen:
+                    self._fail(str(file), f"same relative path {source!r} as {seen[source]}; ingest one of the two")
+                    continue
+                seen[source] = file
+                try:
+                    doc_hash = document_hash(file.read_bytes(), self.fingerprint)
+                except OSError as error:
+                    self._fail(str(file), f"cannot read file: {error.strerror or error}")
+                    continue
+                record = records.get(source)
+                if record is not None and record.doc_hash == doc_hash and record.root == str(scan.root):
+                    report.unchanged.append(source)
+                    if not record.clean:
+                        finish.append(record)
+                else:
+                    todos.append(_Todo(file, scan.root, source, doc_hash, record))
+            if scan.prune:
+                root = str(scan.root)
+                vanished.extend(
+                    record for source, record in records.items() if record.root == root and source not in seen
+                )
+        return todos, finish, vanished
 
+    def _fail(self, path: str, reason: str) -> None:
+        self.report.failed.append(Failure(path, reason))
+        self.event("failed", f"{path}: {reason}")
 
-def _plan_file(
-    file: Path,
-    root: Path,
-    source: str,
-    stored: StoredDocument | None,
-    fingerprint: str,
-    counter: TokenCounter,
-    chunk_tokens: int,
-    context: Context,
-) -> _Plan | Failure | None:
-    """The chunks to store for one file, a Failure, or None when the stored copy is up to date."""
-    try:
-        data = file.read_bytes()
-    except OSError as error:
-        return Failure(str(file), f"cannot read file: {error.strerror or error}")
-    doc_hash = document_hash(data, fingerprint)
-    if stored is not None and stored.doc_hashes == {doc_hash} and stored.root == str(root):
-        return None
-    try:
-        document = load_document(file, root)
-        chunks = chunk_document(document, counter, chunk_tokens, doc_hash)
-        keys = vector_keys(chunks, context.window, context.weight)
-        chunks = [replace(chunk, vector_key=key) for chunk, key in zip(chunks, keys, strict=True)]
-    except LoadError as error:
-        return Failure(str(file), error.reason)
-    except RagPromptsError:
-        raise
-    except Exception as error:  # a parser library choking on one file must not stop the others
-        return Failure(str(file), f"cannot parse: {type(error).__name__}: {error}")
-    return _Plan(source, str(file), chunks, stored.chunk_ids if stored else [], is_new=stored is None)
+    def _chunks(self, todo: _Todo) -> list[Chunk] | None:
+        """The chunks of one file with their vector keys, or None (reported) when it cannot be loaded."""
+        try:
+            document = load_document(todo.file, todo.root)
+            chunks = distinct(chunk_document(document, self.counter, self.chunk_tokens, todo.doc_hash))
+            keys = vector_keys(chunks, self.context.window, self.context.weight)
+        except LoadError as error:
+            self._fail(str(todo.file), error.reason)
+            return None
+        except RagPromptsError:
+            raise
+        except Exception as error:  # a parser library choking on one file must not stop the others
+            self._fail(str(todo.file), f"cannot parse: {type(error).__name__}: {error}")
+            return None
+        return [replace(chunk, vector_key=key) for chunk, key in zip(chunks, keys, strict=True)]
 
+    # -- writing ------------------------------------------------------------------------------------------
 
-def _vectors_for(
-    plans: Sequence[_Plan],
-    store: ChunkStore,
-    embedder: Embedder,
-    context: Context,
-    report: IngestReport,
-    progress: ProgressFn | None,
-) -> dict[str, np.ndarray]:
-    """Vectors by vector key for every chunk to write: reused from the store where possible, else embedded
-    (each chunk alone) and mixed with the vectors of its window."""
-    vectors = store.vectors_for_keys(chunk.vector_key for plan in plans for chunk in plan.chunks)
-    report.chunks_reused = len(vectors)
-    to_mix: list[tuple[_Plan, int]] = []
-    texts: dict[str, str] = {}  # content hash -> text to embed alone
-    for plan in plans:
-        for index, chunk in enumerate(plan.chunks):
-            if chunk.vector_key in vectors:
-                continue
-            to_mix.append((plan, index))
-            for position in window(index, len(plan.chunks), context.window):
-                texts.setdefault(plan.chunks[position].content_hash, plan.chunks[position].embedding_text)
-    alone = _embed(texts, embedder, report, progress)
-    for plan, index in to_mix:
-        chunk = plan.chunks[index]
-        around = [alone[plan.chunks[j].content_hash] for j in window(index, len(plan.chunks), context.window)]
-        vectors[chunk.vector_key] = mix(alone[chunk.content_hash], np.stack(around), context.weight)
-    return vectors
+    def _feed(self, todo: _Todo, chunks: list[Chunk]) -> None:
+        if len(chunks) >= self.group_chunks:
+            self._flush()
+            self._write_large(todo, chunks)
+            return
+        self._group.append((todo, chunks))
+        self._group_size += len(chunks)
+        if self._group_size >= self.group_chunks:
+            self._flush()
 
+    def _flush(self) -> None:
+        """Embed and commit the grouped small documents, one commit per document."""
+        group, self._group, self._group_size = self._group, [], 0
+        if not group:
+            return
+        self.store.put_records([self._pending(todo) for todo, _ in group])
+        present = [self._present(todo) for todo, _ in group]
+        wanted = [
+            [i for i, chunk in enumerate(chunks) if chunk.id not in ids]
+            for (_, chunks), ids in zip(group, present, strict=True)
+        ]
+        vectors = self._vectors([chunks for _, chunks in group], wanted)
+        for (todo, chunks), indices, mixed in zip(group, wanted, vectors, strict=True):
+            if indices:
+                self.store.add([chunks[i] for i in indices], mixed)
+            self._commit(todo, chunks, written=len(indices))
 
-def _embed(
-    texts: dict[str, str], embedder: Embedder, report: IngestReport, progress: ProgressFn | None
-) -> dict[str, np.ndarray]:
-    """Embed `texts` (by key) in batches, reporting progress."""
-    vectors: dict[str, np.ndarray] = {}
-    # Longest first, as sentence-transformers orders one call: each batch then pads to similar lengths.
-    ordered = sorted(texts, key=lambda key: len(texts[key]), reverse=True)
-    for start in range(0, len(ordered), EMBED_BATCH):
-        batch = ordered[start : start + EMBED_BATCH]
-        vectors.update(zip(batch, embedder.embed([texts[key] for key in batch]), strict=True))
-        report.chunks_embedded += len(batch)
-        if progress is not None:
-            progress("embed", report.chunks_embedded, len(ordered))
-    return vectors
+    def _write_large(self, todo: _Todo, chunks: list[Chunk]) -> None:
+        """One document of many chunks, embedded and written in slices, committed once all are written."""
+        self.store.put_records([self._pending(todo)])
+        present = self._present(todo)
+        written = 0
+        size = self.group_chunks
+        for start in range(0, len(chunks), size):
+            indices = [i for i in range(start, min(start + size, len(chunks))) if chunks[i].id not in present]
+            if indices:
+                (mixed,) = self._vectors([chunks], [indices])
+                self.store.add([chunks[i] for i in indices], mixed)
+                written += len(indices)
+            self.progress("write", min(start + size, len(chunks)), len(chunks))
+        self._commit(todo, chunks, written)
 
+    def _pending(self, todo: _Todo) -> DocumentRecord:
+        """The record saying a new version is being written; the committed one (if any) stays visible."""
+        old = todo.record
+        if old is None:
+            return DocumentRecord(todo.source, str(todo.root), pending=todo.doc_hash)
+        return replace(old, pending=todo.doc_hash, stale=True)
 
-def _write(plan: _Plan, vectors: dict[str, np.ndarray], store: ChunkStore, report: IngestReport) -> None:
-    """Every chunk first (a kept one may have new neighbours, so a new vector), then stale deletions: a crash
-    never loses a document."""
-    stale = sorted(set(plan.old_ids) - {chunk.id for chunk in plan.chunks})
-    try:
-        if plan.chunks:
-            store.add(plan.chunks, np.stack([vectors[chunk.vector_key] for chunk in plan.chunks]))
-        store.delete(stale)
-    except Exception as error:  # keep going with the other documents; what was stored stays
-        report.failed.append(Failure(plan.path, f"cannot write to the store: {error}"))
-        return
-    (report.added if plan.is_new else report.updated).append(plan.source)
-    report.chunks_written += len({chunk.id for chunk in plan.chunks} - set(plan.old_ids))
-    report.chunks_deleted += len(stale)
+    def _present(self, todo: _Todo) -> set[str]:
+        """Chunks of this version already stored by a run that was cut short: they are not written again."""
+        if todo.record is None or todo.record.pending != todo.doc_hash:
+            return set()
+        ids = {chunk_id for chunk_id, doc_hash in self.store.versions(todo.source) if doc_hash == todo.doc_hash}
+        if ids:
+            self.report.resumed.append(todo.source)
+        return ids
+
+    def _commit(self, todo: _Todo, chunks: list[Chunk], written: int) -> None:
+        """Name the new version in the manifest (searches show it from now on), then delete the others."""
+        old = todo.record
+        title = chunks[0].title if chunks else ""
+        record = DocumentRecord(
+            todo.source, str(todo.root), title, doc_hash=todo.doc_hash, stale=old is not None,
+            chunks=len(chunks), tokens=sum(chunk.tokens for chunk in chunks),
+        )  # fmt: skip
+        self.store.put_records([record])
+        self.report.chunks_written += written
+        new = old is None or not old.committed
+        (self.report.added if new else self.report.updated).append(todo.source)
+        if old is not None:
+            self._delete_stale(record)
+        self.event("added" if new else "updated", todo.source)
+
+    def _delete_stale(self, record: DocumentRecord) -> None:
+        stale = [chunk_id for chunk_id, doc_hash in self.store.versions(record.source) if doc_hash != record.doc_hash]
+        self._delete(stale)
+        self.report.chunks_deleted += len(stale)
+        self.store.put_records([replace(record, pending="", stale=False)])
+
+    def _remove(self, record: DocumentRecord) -> None:
+        """Hide the document first (its record names no version), then delete its chunks, then the record."""
+        self.store.put_records([replace(record, doc_hash="", pending="", stale=True)])
+        ids = [chunk_id for chunk_id, _ in self.store.versions(record.source)]
+        self._delete(ids)
+        self.store.drop_record(record.source)
+        self.report.chunks_deleted += len(ids)
+        if not record.committed:  # a removal, or a first write, that an earlier run did not finish
+            self.report.resumed.append(record.source)
+        if record.committed or not record.pending:
+            self.report.removed.append(record.source)
+            self.event("removed", record.source)
+
+    def _delete(self, ids: list[str]) -> None:
+        for start in range(0, len(ids), self.group_chunks):
+            self.store.delete(ids[start : start + self.group_chunks])
+            self.progress("delete", min(start + self.group_chunks, len(ids)), len(ids))
+
+    # -- vectors ------------------------------------------------------------------------------------------
+
+    def _vectors(self, documents: Sequence[list[Chunk]], wanted: Sequence[list[int]]) -> list[np.ndarray]:
+        """For each document, the vectors of its chunks at `wanted` positions: reused from the store by vector
+        key where possible, else embedded (each chunk alone) and mixed with the embeddings of its window."""
+        reach, weight = self.context.window, self.context.weight
+        found = self.store.vectors_for_keys(
+            chunks[i].vector_key for chunks, indices in zip(documents, wanted, strict=True) for i in indices
+        )
+        texts: dict[str, str] = {}  # content hash -> text to embed alone
+        for chunks, indices in zip(documents, wanted, strict=True):
+            for index in indices:
+                if chunks[index].vector_key in found:
+                    continue
+                for position in window(index, len(chunks), reach):
+                    texts.setdefault(chunks[position].content_hash, chunks[position].embedding_text)
+        alone = self._embed(texts)
+        result = []
+        for chunks, indices in zip(documents, wanted, strict=True):
+            rows = []
+            for index in indices:
+                chunk = chunks[index]
+                if chunk.vector_key in found:
+                    self.report.chunks_reused += 1
+                    rows.append(found[chunk.vector_key])
+                    continue
+                around = [alone[chunks[j].content_hash] for j in window(index, len(chunks), reach)]
+                rows.append(mix(alone[chunk.content_hash], np.stack(around), weight))
+            result.append(np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32))
+        return result
+
+    def _embed(self, texts: dict[str, str]) -> dict[str, np.ndarray]:
+        """Embed `texts` (by key) in batches, reporting progress."""
+        vectors: dict[str, np.ndarray] = {}
+        if not texts:
+            return vectors
+        # Longest first, as sentence-transformers orders one call: each batch then pads to similar lengths.
+        ordered = sorted(texts, key=lambda key: len(texts[key]), reverse=True)
+        for start in range(0, len(ordered), EMBED_BATCH):
+            batch = ordered[start : start + EMBED_BATCH]
+            vectors.update(zip(batch, self.embedder.embed([texts[key] for key in batch]), strict=True))
+            crashpoints.step("embed")
+            self.report.chunks_embedded += len(batch)
+            self.progress("embed", self.report.chunks_embedded, 0)
+        return vectors

@@ -9,7 +9,7 @@ from typing import Any
 
 from .compose import compose_message
 from .config import ResolvedProfile, Settings, load_settings
-from .embed import Embedder, SentenceTransformerEmbedder
+from .embed import Embedder, SentenceTransformerEmbedder, embedder_name
 from .ingest import Context, IngestReport, ProgressFn, ingest
 from .records import ComposedPrompt, Hit
 from .retrieve import Retriever
@@ -54,6 +54,7 @@ class Pipeline:
                     self.settings.embedding_device,
                     self.settings.embedding_batch_size,
                     backend=self.settings.embedding_backend,
+                    precision=self.settings.embedding_precision,
                 )
             return self._embedder
 
@@ -61,11 +62,12 @@ class Pipeline:
     def store(self) -> ChunkStore:
         with self._lock:
             if self._store is None:
+                model, settings = self._embedder, self.settings  # commands that need no model do not load it
                 self._store = open_store(
-                    self.settings.store_location,
-                    self.settings.collection,
-                    self.embedder.name,
-                    self.embedder.dimension,
+                    settings.store_location,
+                    settings.collection,
+                    model.name if model else embedder_name(settings.embedding_model, settings.embedding_precision),
+                    model.dimension if model else None,
                     self.settings.cached_chunks,
                 )
             return self._store
@@ -80,18 +82,21 @@ class Pipeline:
         paths: Iterable[str | Path] | None = None,
         progress: ProgressFn | None = None,
         on_event: Any = None,
+        wait: bool = False,
     ) -> IngestReport:
-        """Ingest `paths` (default: the configured corpus folders)."""
+        """Ingest `paths` (default: the configured corpus folders); `wait` waits for another ingest of the store."""
         targets = list(paths) if paths else self.settings.corpus_paths
         return ingest(
             targets,
             store=self.store,
-            embedder=self.embedder,
+            embedder=lambda: self.embedder,  # loaded only when something is to be embedded
             counter=self.counter,
             chunk_tokens=self.settings.chunk_tokens,
             context=Context(self.settings.context_window, self.settings.context_weight),
+            group_chunks=self.settings.ingest_group_chunks,
             progress=progress,
             on_event=on_event,
+            wait=wait,
         )
 
     def search(

@@ -3,15 +3,19 @@
 `open_store` returns the same `ChunkStore` interface for an embedded folder (PersistentClient), a Chroma
 server URL (HttpClient) or ":memory:" (EphemeralClient). Chroma's columnar results become `Hit` rows here,
 and embeddings are always passed explicitly: Chroma's default embedding function (which downloads a model)
-never runs.
+never runs. Which version of each document is visible is kept in the collection's manifest (see
+`manifest`); every search checks its generation first, so a long-running process follows ingests and
+compactions made by other processes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
@@ -19,7 +23,9 @@ from urllib.parse import urlparse
 import numpy as np
 import orjson
 
-from .errors import StoreError
+from . import crashpoints
+from .errors import EmptyStoreError, StoreError
+from .manifest import DocumentRecord, Manifest, manifest_name
 from .records import Chunk, Hit
 
 SCHEMA_VERSION = 2  # 2: fields not filtered on are packed into one JSON metadata value
@@ -28,6 +34,7 @@ _PAGE = 5000
 OVERFETCH_MIN_CHUNKS = 20_000  # below this, Chroma's own filter is the faster way to search with one
 OVERFETCH_FACTORS = (2, 8, 32)  # unfiltered candidates per wanted hit, before falling back to Chroma's filter
 CACHED_CHUNKS = 10_000  # chunk records (text, fields, vector) kept in memory: about 3 KB each at 384 dimensions
+NO_DOCUMENTS = "the store has no documents: run `rag-prompts ingest` first"
 
 
 @dataclass
@@ -76,77 +83,139 @@ def _client(location: str) -> Any:
     return chromadb.PersistentClient(path=location, settings=settings)
 
 
-def open_store(
-    location: str, collection: str, embedding_model: str, dimension: int, cached_chunks: int = CACHED_CHUNKS
-) -> ChunkStore:
-    """Open (creating if needed) a cosine-distance collection built with `embedding_model`."""
-    from chromadb.errors import NotFoundError
+def _stop(client: Any) -> None:
+    """Stop a client opened by `ChunkStore._reopen` (its own alias of the folder: nothing else uses it)."""
+    from chromadb.api.shared_system_client import SharedSystemClient
 
-    client = _client(location)
+    with contextlib.suppress(Exception):
+        system = SharedSystemClient._identifier_to_system.pop(client._identifier)
+        system.stop()
+
+
+@contextlib.contextmanager
+def _guard(doing: str, location: str) -> Iterator[None]:
+    """Any failure of Chroma or of the connection to it becomes one StoreError naming the store."""
     try:
-        try:
-            handle = client.get_collection(collection, embedding_function=None)
-        except NotFoundError:
-            handle = client.create_collection(
-                collection,
-                configuration={"hnsw": {"space": "cosine"}},
-                metadata={"embedding_model": embedding_model, "dimension": dimension, "schema": SCHEMA_VERSION},
-                embedding_function=None,
-            )
+        yield
     except StoreError:
         raise
     except Exception as error:
-        raise StoreError(f"cannot open collection {collection!r} at {location}: {error}") from error
-    store = ChunkStore(handle, location, collection, cached_chunks)
-    store.check(embedding_model, dimension)
-    return store
+        detail = " ".join(str(error).split())  # one line, whatever the client library put in its message
+        raise StoreError(f"{doing} at {location} failed: {type(error).__name__}: {detail}") from error
+
+
+def _manifest(client: Any, collection: str) -> Manifest:
+    handle = client.get_or_create_collection(
+        manifest_name(collection), metadata={"rag_prompts": "manifest"}, embedding_function=None
+    )
+    return Manifest(handle, collection)
+
+
+def open_store(
+    location: str,
+    collection: str,
+    embedding_model: str,
+    dimension: int | None,
+    cached_chunks: int = CACHED_CHUNKS,
+) -> ChunkStore:
+    """Open (creating if needed) a cosine-distance collection built with `embedding_model`. A `dimension` of
+    None skips the dimension check (commands that need no model)."""
+    from chromadb.errors import NotFoundError
+
+    client = _client(location)
+    with _guard(f"opening collection {collection!r}", location):
+        manifest = _manifest(client, collection)
+        active = manifest.generation().collection
+        try:
+            handle = client.get_collection(active, embedding_function=None)
+        except NotFoundError:
+            if active != collection:
+                raise StoreError(
+                    f"collection {collection!r} at {location} points at {active!r}, which is missing;"
+                    " ingest into a new `collection`"
+                ) from None
+            handle = client.create_collection(
+                collection,
+                configuration={"hnsw": {"space": "cosine"}},
+                metadata={
+                    "embedding_model": embedding_model, "schema": SCHEMA_VERSION,
+                    **({"dimension": dimension} if dimension is not None else {}),
+                },  # fmt: skip
+                embedding_function=None,
+            )
+        store = ChunkStore(handle, location, collection, cached_chunks, client=client, manifest=manifest)
+        store.check(embedding_model, dimension)
+        if not manifest.exists():
+            store.adopt()
+        return store
 
 
 def delete_collection(location: str, collection: str) -> None:
-    """Drop a collection if it exists (used to rebuild from scratch)."""
-    from chromadb.errors import NotFoundError
+    """Drop a collection, its manifest and its compacted copies if they exist (used to rebuild from scratch)."""
+    client = _client(location)
+    for name in _collection_names(client):
+        if name in (collection, manifest_name(collection)) or _version_of(name, collection):
+            client.delete_collection(name)
 
-    with contextlib.suppress(NotFoundError):
-        _client(location).delete_collection(collection)
+
+_VERSION = re.compile(r"\.v(\d+)")
+
+
+def _base(collection: str) -> str:
+    return collection[:490]
+
+
+def _collection_names(client: Any) -> list[str]:
+    return [item if isinstance(item, str) else item.name for item in client.list_collections()]
+
+
+def _version_of(name: str, collection: str) -> int:
+    match = _VERSION.fullmatch(name, len(_base(collection))) if name.startswith(_base(collection)) else None
+    return int(match.group(1)) if match else 0
 
 
 def compact_collection(location: str, collection: str) -> int:
     """Rewrite `collection` into a fresh one, without the deleted entries re-ingests leave in Chroma's vector index
     (they slow filtered searches: one CUAD contract took 31 ms against 19 ms on a fresh copy; `chroma vacuum`,
     which compacts SQLite, does not help). Records are copied as they are, vectors included: nothing is embedded.
-    The copy is complete before the old collection is dropped; a run that was cut short is finished by the next.
-    Returns the number of chunks."""
-    from chromadb.errors import NotFoundError
 
+    The copy goes into a new collection (`NAME.vN`); once it is complete, one manifest write switches readers
+    to it, and only then is the old one dropped. A crash at any step leaves the old or the new collection
+    complete and in use; copies left behind by a crash are dropped by the next compaction.
+    Returns the number of chunks."""
     client = _client(location)
-    staging = f"{collection[:500]}-compacting"
-    try:
-        old = client.get_collection(collection, embedding_function=None)
-    except NotFoundError:  # cut short after dropping the old collection: the copy is complete
-        client.get_collection(staging, embedding_function=None).modify(name=collection)
-        return int(client.get_collection(collection, embedding_function=None).count())
-    with contextlib.suppress(NotFoundError):
-        client.delete_collection(staging)  # an unfinished copy from an earlier run
-    new = client.create_collection(
-        staging, configuration={"hnsw": {"space": "cosine"}}, metadata=old.metadata, embedding_function=None
-    )
-    offset = 0
-    while True:
-        page = old.get(include=["metadatas", "documents", "embeddings"], limit=_PAGE, offset=offset)
-        if not page["ids"]:
-            break
-        new.add(
-            ids=page["ids"], embeddings=page["embeddings"], documents=page["documents"], metadatas=page["metadatas"]
+    with _guard(f"compacting collection {collection!r}", location):
+        manifest = _manifest(client, collection)
+        active = manifest.generation().collection
+        old = client.get_collection(active, embedding_function=None)
+        legacy_staging = f"{collection[:500]}-compacting"  # what versions before the manifest left behind
+        for name in _collection_names(client):
+            if name != active and (name == legacy_staging or _version_of(name, collection)):
+                client.delete_collection(name)
+        staging = f"{_base(collection)}.v{_version_of(active, collection) + 1}"
+        new = client.create_collection(
+            staging, configuration={"hnsw": {"space": "cosine"}}, metadata=old.metadata, embedding_function=None
         )
-        offset += len(page["ids"])
-    if new.count() != old.count():
-        client.delete_collection(staging)
-        raise StoreError(
-            f"compacting {collection!r} at {location}: the copy is incomplete; the collection is unchanged"
-        )
-    client.delete_collection(collection)
-    new.modify(name=collection)
-    return int(new.count())
+        offset = 0
+        while True:
+            page = old.get(include=["metadatas", "documents", "embeddings"], limit=_PAGE, offset=offset)
+            if not page["ids"]:
+                break
+            new.add(
+                ids=page["ids"], embeddings=page["embeddings"], documents=page["documents"],
+                metadatas=page["metadatas"],
+            )  # fmt: skip
+            crashpoints.step("copy")
+            offset += len(page["ids"])
+        if new.count() != old.count():
+            client.delete_collection(staging)
+            raise StoreError(
+                f"compacting {collection!r} at {location}: the copy is incomplete; the collection is unchanged"
+            )
+        manifest.switch(staging)
+        crashpoints.step("switch")
+        client.delete_collection(active)
+        return int(new.count())
 
 
 def _metadata(chunk: Chunk) -> dict[str, Any]:
@@ -232,9 +301,9 @@ _Record = tuple[Chunk, np.ndarray]
 class RecordCache:
     """The chunk records read most recently, by id (least recently used ones go first).
 
-    Caching needs no invalidation across processes because a chunk id names one version of a chunk (see
-    `chunk_document`): a record is written once and later only deleted, and a deleted one is never asked for,
-    since ids come from a search or from a found chunk's `nearby` list."""
+    A chunk id names one version of a chunk (see `chunk_document`), so a cached record never goes out of date
+    while its document's version is committed; when the manifest's generation changes (another process or
+    pipeline ingested, removed or compacted), the store drops the records of versions no longer visible."""
 
     def __init__(self, size: int) -> None:
         self.size = size
@@ -270,22 +339,57 @@ class RecordCache:
             for chunk_id in ids:
                 self._records.pop(chunk_id, None)
 
+    def retain(self, keep: Callable[[Chunk], bool]) -> None:
+        """Forget every record whose chunk `keep` rejects (a version no longer visible)."""
+        with self._lock:
+            for chunk_id in [key for key, (chunk, _) in self._records.items() if not keep(chunk)]:
+                del self._records[chunk_id]
+
+
+def _score(records: Sequence[_Record], vector: np.ndarray) -> list[Hit]:
+    """Each record's chunk with its cosine similarity to `vector`, in the order given."""
+    if not records:
+        return []
+    vectors = np.stack([stored for _, stored in records])
+    query = np.asarray(vector, dtype=np.float32)
+    scores = vectors @ query / np.maximum(np.linalg.norm(vectors, axis=1) * np.linalg.norm(query), 1e-12)
+    return [Hit(chunk, float(score)) for (chunk, _), score in zip(records, scores, strict=True)]
+
 
 class ChunkStore:
-    """Chunks with their vectors in one Chroma collection; the same for every kind of client."""
+    """Chunks with their vectors in one Chroma collection; the same for every kind of client.
 
-    def __init__(self, collection: Any, location: str, name: str, cached_chunks: int = CACHED_CHUNKS) -> None:
+    Searches show whole documents only: a chunk is hidden while its document's manifest record names another
+    version of it (one being written, or one replaced and not yet deleted)."""
+
+    def __init__(
+        self,
+        collection: Any,
+        location: str,
+        name: str,
+        cached_chunks: int = CACHED_CHUNKS,
+        *,
+        client: Any = None,
+        manifest: Manifest | None = None,
+    ) -> None:
         self._collection = collection
+        self._client = client
+        self._manifest = manifest
         self.location = location
         self.name = name
         self._size_hint: int | None = None
         self._cache = RecordCache(cached_chunks)
+        self._token: str | None = None
+        self._versions: dict[str, str] = {}  # source -> committed document hash ("" none), per the manifest
+        self._counts: dict[str, int] = {}  # source -> chunks of its committed version
+        self._refresh_lock = threading.Lock()
+        self._reopened = 0  # how many times another process's writes made this store open a fresh client
 
     @property
     def embedding_model(self) -> str:
         return str((self._collection.metadata or {}).get("embedding_model", ""))
 
-    def check(self, embedding_model: str, dimension: int) -> None:
+    def check(self, embedding_model: str, dimension: int | None) -> None:
         """Refuse a collection built with another model or distance: its vectors would not be comparable."""
         configuration = self._collection.configuration or {}
         space = (configuration.get("hnsw") or {}).get("space") or (configuration.get("spann") or {}).get("space")
@@ -296,20 +400,119 @@ class ChunkStore:
             )
         metadata = self._collection.metadata or {}
         built_with, built_dimension = metadata.get("embedding_model"), metadata.get("dimension")
-        if built_with != embedding_model or built_dimension != dimension:
+        if built_with != embedding_model or (dimension is not None and built_dimension not in (dimension, None)):
             raise StoreError(
                 f"collection {self.name!r} at {self.location} was built with embedding model {built_with!r}"
                 f" ({built_dimension} dimensions), but the settings use {embedding_model!r} ({dimension});"
                 " set `embedding_model` back, or use another `collection` and ingest again"
             )
 
+    # -- the manifest -------------------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Follow what other processes committed since the last look: one small read when nothing changed."""
+        if self._manifest is None:
+            return
+        with _guard(f"reading the manifest of {self.name!r}", self.location):
+            generation = self._manifest.generation()
+            if generation.token == self._token:
+                return
+            with self._refresh_lock:
+                other = self._token is not None and generation.pid not in ("", str(os.getpid()))
+                if other and self._reopen():
+                    self._cache.clear()
+                    self._collection = self._client.get_collection(generation.collection, embedding_function=None)
+                elif generation.collection != getattr(self._collection, "name", generation.collection):
+                    self._collection = self._client.get_collection(generation.collection, embedding_function=None)
+                    self._cache.clear()
+                records = self._manifest.records()
+                self._versions = {source: record.doc_hash for source, record in records.items()}
+                self._counts = {source: record.chunks for source, record in records.items() if record.committed}
+                self._size_hint = None
+                self._cache.retain(self._visible)
+                self._token = generation.token
+
+    def _reopen(self) -> bool:
+        """Open an embedded store afresh after another process wrote to it. Chroma keeps each collection's
+        vector index in the memory of the process that opened it and does not reload it when another process
+        writes (searches would miss new chunks and return deleted ones), so this process gets a client of its
+        own (its own folder alias), which reads the index from disk; the one it replaces is stopped."""
+        if self.location == ":memory:" or self.location.startswith(("http://", "https://")):
+            return False
+        old = self._client
+        self._reopened += 1
+        self._client = _client(self.location.rstrip("/") + "/." * self._reopened)
+        self._manifest = _manifest(self._client, self.name)
+        if self._reopened > 1:
+            _stop(old)
+        return True
+
+    def _visible(self, chunk: Chunk) -> bool:
+        committed = self._versions.get(chunk.source)
+        return committed is None or committed == chunk.doc_hash
+
+    def records(self) -> dict[str, DocumentRecord]:
+        """The manifest: one record per document, committed or in progress."""
+        if self._manifest is None:
+            return {}
+        with _guard(f"reading the manifest of {self.name!r}", self.location):
+            return self._manifest.records()
+
+    def put_records(self, records: list[DocumentRecord]) -> None:
+        """Write document records (and a new generation) in one store write."""
+        if self._manifest is None:
+            raise StoreError(f"collection {self.name!r} at {self.location} has no manifest")
+        with _guard(f"writing the manifest of {self.name!r}", self.location):
+            self._manifest.put(records)
+        crashpoints.step("commit")
+
+    def drop_record(self, source: str) -> None:
+        if self._manifest is not None:
+            with _guard(f"writing the manifest of {self.name!r}", self.location):
+                self._manifest.drop(source)
+            crashpoints.step("commit")
+
+    def adopt(self) -> None:
+        """Give a collection written before the manifest existed its records: a document whose chunks all come
+        from one version is committed at it; one with several (an ingest cut short) is left to be re-ingested."""
+        stored = self._stored_documents(visible_only=False)
+        self.put_records(
+            [
+                DocumentRecord(
+                    entry.source, entry.root, entry.title,
+                    doc_hash=next(iter(entry.doc_hashes)) if len(entry.doc_hashes) == 1 else "",
+                    stale=len(entry.doc_hashes) > 1, chunks=len(entry.chunk_ids), tokens=entry.tokens,
+                )  # fmt: skip
+                for entry in stored.values()
+            ]
+        )
+
+    def versions(self, source: str) -> list[tuple[str, str]]:
+        """(chunk id, document hash) of every stored chunk of `source`, whatever its version."""
+        found: list[tuple[str, str]] = []
+        with _guard(f"reading chunks of {source!r}", self.location):
+            offset = 0
+            while True:
+                page = self._collection.get(where={"source": source}, include=["metadatas"], limit=_PAGE, offset=offset)
+                found.extend(
+                    (chunk_id, str(_fields(metadata).get("doc_hash", "")))
+                    for chunk_id, metadata in zip(page["ids"], page["metadatas"] or [], strict=True)
+                )
+                if len(page["ids"]) < _PAGE:
+                    return found
+                offset += _PAGE
+
+    # -- chunks -------------------------------------------------------------------------------------------
+
     def count(self) -> int:
-        return int(self._collection.count())
+        with _guard(f"counting chunks of {self.name!r}", self.location):
+            return int(self._collection.count())
 
     def _all_metadata(self) -> Iterator[tuple[str, dict[str, Any]]]:
         offset = 0
         while True:
-            page = self._collection.get(include=["metadatas"], limit=_PAGE, offset=offset)
+            with _guard(f"reading collection {self.name!r}", self.location):
+                page = self._collection.get(include=["metadatas"], limit=_PAGE, offset=offset)
             ids = page["ids"]
             yield from zip(ids, page["metadatas"] or [], strict=True)
             if len(ids) < _PAGE:
@@ -317,23 +520,30 @@ class ChunkStore:
             offset += _PAGE
 
     def documents(self) -> dict[str, StoredDocument]:
-        """Every stored source with its chunk ids and document hashes."""
+        """Every visible stored source with its chunk ids and document hash (reads every chunk's fields)."""
+        self.refresh()
+        return self._stored_documents(visible_only=True)
+
+    def _stored_documents(self, visible_only: bool) -> dict[str, StoredDocument]:
         stored: dict[str, StoredDocument] = {}
         for chunk_id, raw in self._all_metadata():
             metadata = _fields(raw)
-            source = str(metadata["source"])
+            source, doc_hash = str(metadata["source"]), str(metadata.get("doc_hash", ""))
+            if visible_only and self._versions.get(source, doc_hash) != doc_hash:
+                continue
             entry = stored.setdefault(
                 source, StoredDocument(source, str(metadata.get("root", "")), str(metadata.get("title", "")))
             )
             entry.chunk_ids.append(chunk_id)
-            entry.doc_hashes.add(str(metadata.get("doc_hash", "")))
+            entry.doc_hashes.add(doc_hash)
             entry.tokens += int(metadata.get("tokens", 0))
         return stored
 
     def chunks(self, ids: Sequence[str]) -> list[Chunk]:
         if not ids:
             return []
-        page = self._collection.get(ids=list(ids), include=["metadatas", "documents"])
+        with _guard(f"reading chunks of {self.name!r}", self.location):
+            page = self._collection.get(ids=list(ids), include=["metadatas", "documents"])
         return [
             _chunk(chunk_id, text or "", metadata)
             for chunk_id, text, metadata in zip(page["ids"], page["documents"], page["metadatas"], strict=True)
@@ -344,7 +554,10 @@ class ChunkStore:
         wanted = sorted(set(keys))
         found: dict[str, np.ndarray] = {}
         for batch in _batches(wanted, 500):
-            page = self._collection.get(where={"vector_key": {"$in": list(batch)}}, include=["metadatas", "embeddings"])
+            with _guard(f"reading vectors of {self.name!r}", self.location):
+                page = self._collection.get(
+                    where={"vector_key": {"$in": list(batch)}}, include=["metadatas", "embeddings"]
+                )
             for metadata, vector in zip(
                 page["metadatas"] or [], page["embeddings"] if page["embeddings"] is not None else [], strict=True
             ):
@@ -356,21 +569,29 @@ class ChunkStore:
             raise StoreError(f"{len(chunks)} chunks but {len(vectors)} vectors")
         self._size_hint = None
         self._cache.discard(chunk.id for chunk in chunks)  # a rewrite in place (a moved root) must not read stale
+        metadata = dict(self._collection.metadata or {})
+        if len(chunks) and "dimension" not in metadata:  # created by a command that had not loaded the model
+            with _guard(f"writing to collection {self.name!r}", self.location):
+                self._collection.modify(metadata={**metadata, "dimension": int(np.shape(vectors)[1])})
         size = self._max_batch()
         for start in range(0, len(chunks), size):
             batch = chunks[start : start + size]
-            self._collection.upsert(
-                ids=[chunk.id for chunk in batch],
-                embeddings=np.asarray(vectors[start : start + size], dtype=np.float32),
-                documents=[chunk.text for chunk in batch],
-                metadatas=[_metadata(chunk) for chunk in batch],
-            )
+            with _guard(f"writing to collection {self.name!r}", self.location):
+                self._collection.upsert(
+                    ids=[chunk.id for chunk in batch],
+                    embeddings=np.asarray(vectors[start : start + size], dtype=np.float32),
+                    documents=[chunk.text for chunk in batch],
+                    metadatas=[_metadata(chunk) for chunk in batch],
+                )
+            crashpoints.step("write")
 
     def delete(self, ids: Sequence[str]) -> None:
         self._size_hint = None
         self._cache.discard(ids)
         for batch in _batches(list(ids), self._max_batch()):
-            self._collection.delete(ids=list(batch))
+            with _guard(f"deleting from collection {self.name!r}", self.location):
+                self._collection.delete(ids=list(batch))
+            crashpoints.step("delete")
 
     def query(self, vector: np.ndarray, n: int, tags: Sequence[str] = (), sources: Sequence[str] = ()) -> list[Hit]:
         """The `n` nearest chunks carrying any of `tags` (and from `sources`), best first; score = cosine similarity.
@@ -381,13 +602,65 @@ class ChunkStore:
         Chroma to filter. A `sources` restriction (one document, say) selects too small a share for that: it
         goes to Chroma's filter directly (26 ms against 269 ms over-fetching, one CUAD contract of 60 at 23,855
         chunks). Every path returns the same chunks. The search returns ids and distances; the chunks themselves
-        come from the record cache, and only the ones it lacks are read.
+        come from the record cache, and only the ones it lacks are read. Chunks of a version not committed are
+        hidden (and more are asked for in their place). Raises EmptyStoreError when no document is committed.
         """
         if n <= 0:
             return []
+        try:
+            return self._query(vector, n, tags, sources)
+        except StoreError:  # the collection may have been swapped by a compaction since the last look: once more
+            self._token = None
+            return self._query(vector, n, tags, sources)
+
+    def _query(self, vector: np.ndarray, n: int, tags: Sequence[str], sources: Sequence[str]) -> list[Hit]:
+        self.refresh()
+        if not any(self._versions.values()) and (self._versions or self._size() == 0):
+            raise EmptyStoreError(NO_DOCUMENTS)
+        extra = 0
+        while True:
+            rows = self._candidates(vector, n + extra, tags, sources)
+            hits = self._hits(rows)
+            hidden = len(rows) - len(hits)
+            if len(hits) >= n or not hidden or len(rows) < n + extra:
+                break
+            extra = max(2 * extra, 2 * hidden, 20)
+        if sources and len(hits) < n and len(hits) < sum(self._counts.get(source, 0) for source in sources):
+            return self._exact(vector, n, where_filter(tags, sources))  # the index failed to reach them
+        return hits[:n]
+
+    def _exact(self, vector: np.ndarray, n: int, where: dict[str, Any] | None) -> list[Hit]:
+        """The `n` best chunks matching `where`, scored one by one. Chroma's filtered index search can miss
+        chunks (many near-identical vectors elsewhere cut them off in its graph); a few documents' chunks are
+        cheap to score directly."""
+        found: dict[str, _Record] = {}
+        offset = 0
+        while True:
+            with _guard(f"reading chunks of {self.name!r}", self.location):
+                page = self._collection.get(
+                    where=where, include=["metadatas", "documents", "embeddings"], limit=_PAGE, offset=offset
+                )
+            if page["ids"]:
+                vectors = np.asarray(page["embeddings"], dtype=np.float32).reshape(len(page["ids"]), -1)
+                for chunk_id, text, metadata, stored in zip(
+                    page["ids"], page["documents"] or [], page["metadatas"] or [], vectors, strict=True
+                ):
+                    chunk = _chunk(chunk_id, text or "", metadata)
+                    if self._visible(chunk):
+                        found[chunk_id] = (chunk, stored)
+            if len(page["ids"]) < _PAGE:
+                break
+            offset += _PAGE
+        self._cache.put(found)
+        hits = _score(list(found.values()), vector)
+        return sorted(hits, key=lambda hit: hit.score, reverse=True)[:n]
+
+    def _candidates(
+        self, vector: np.ndarray, n: int, tags: Sequence[str], sources: Sequence[str]
+    ) -> list[tuple[str, dict[str, Any], float]]:
         where = where_filter(tags, sources)
         if where is None or sources or self._size() < OVERFETCH_MIN_CHUNKS:
-            return self._hits(self._nearest(vector, n, where))
+            return self._nearest(vector, n, where)
         wanted_tags, wanted_sources = set(tags), set(sources)
 
         def allowed(metadata: dict[str, Any]) -> bool:
@@ -400,19 +673,14 @@ class ChunkStore:
             rows = self._nearest(vector, asked, None, with_metadata=True)
             matching = [row for row in rows if allowed(row[1])][:n]
             if len(matching) == n or len(rows) < asked:  # enough, or the whole collection was seen
-                return self._hits(matching)
-        return self._hits(self._nearest(vector, n, where))
+                return matching
+        return self._nearest(vector, n, where)
 
     def scored(self, ids: Sequence[str], vector: np.ndarray) -> list[Hit]:
-        """The chunks with these ids, each scored against `vector` (cosine similarity); unknown ids are skipped."""
+        """The chunks with these ids, each scored against `vector` (cosine similarity); unknown or hidden ids
+        are skipped."""
         records = self._records(ids)
-        found = [records[chunk_id] for chunk_id in dict.fromkeys(ids) if chunk_id in records]
-        if not found:
-            return []
-        vectors = np.stack([stored for _, stored in found])
-        query = np.asarray(vector, dtype=np.float32)
-        scores = vectors @ query / np.maximum(np.linalg.norm(vectors, axis=1) * np.linalg.norm(query), 1e-12)
-        return [Hit(chunk, float(score)) for (chunk, _), score in zip(found, scores, strict=True)]
+        return _score([records[chunk_id] for chunk_id in dict.fromkeys(ids) if chunk_id in records], vector)
 
     def _size(self) -> int:
         """The collection size as last seen by this process: it only chooses a search strategy."""
@@ -421,23 +689,23 @@ class ChunkStore:
         return self._size_hint
 
     def _records(self, ids: Sequence[str]) -> dict[str, _Record]:
-        """Chunk records by id: cached ones, and the rest read in one `get`. Unknown ids are left out."""
+        """Visible chunk records by id: cached ones, and the rest read in one `get`. Unknown ids are left out."""
         found = self._cache.get(ids)
         missing = [chunk_id for chunk_id in dict.fromkeys(ids) if chunk_id not in found]
-        if not missing:
-            return found
-        page = self._collection.get(ids=missing, include=["metadatas", "documents", "embeddings"])
-        if not page["ids"]:
-            return found
-        vectors = np.asarray(page["embeddings"], dtype=np.float32).reshape(len(page["ids"]), -1)
-        read = {
-            chunk_id: (_chunk(chunk_id, text or "", metadata), stored)
-            for chunk_id, text, metadata, stored in zip(
-                page["ids"], page["documents"] or [], page["metadatas"] or [], vectors, strict=True
-            )
-        }
-        self._cache.put(read)
-        return found | read
+        if missing:
+            with _guard(f"reading chunks of {self.name!r}", self.location):
+                page = self._collection.get(ids=missing, include=["metadatas", "documents", "embeddings"])
+            if page["ids"]:
+                vectors = np.asarray(page["embeddings"], dtype=np.float32).reshape(len(page["ids"]), -1)
+                read = {
+                    chunk_id: (_chunk(chunk_id, text or "", metadata), stored)
+                    for chunk_id, text, metadata, stored in zip(
+                        page["ids"], page["documents"] or [], page["metadatas"] or [], vectors, strict=True
+                    )
+                }
+                self._cache.put(read)
+                found |= read
+        return {chunk_id: record for chunk_id, record in found.items() if self._visible(record[0])}
 
     def _nearest(
         self, vector: np.ndarray, n: int, where: dict[str, Any] | None, with_metadata: bool = False
@@ -461,11 +729,18 @@ class ChunkStore:
         ]
 
     def stats(self) -> StoreStats:
-        documents = self.documents()
+        """Committed documents, their chunks and tokens, from the manifest (no chunk is read)."""
+        records = [record for record in self.records().values() if record.committed]
+        if self._manifest is None:
+            documents = self._stored_documents(visible_only=False)
+            return StoreStats(
+                len(documents), sum(len(entry.chunk_ids) for entry in documents.values()),
+                sum(entry.tokens for entry in documents.values()), self.location, self.name, self.embedding_model,
+            )  # fmt: skip
         return StoreStats(
-            documents=len(documents),
-            chunks=sum(len(entry.chunk_ids) for entry in documents.values()),
-            tokens=sum(entry.tokens for entry in documents.values()),
+            documents=len(records),
+            chunks=sum(record.chunks for record in records),
+            tokens=sum(record.tokens for record in records),
             location=self.location,
             collection=self.name,
             embedding_model=self.embedding_model,

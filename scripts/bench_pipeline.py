@@ -48,6 +48,10 @@ WARM_UP_TEXTS = (
 KIND_LABELS = {"first_time": "first-time", "cached": "cached", "cold_chunks": "first-time, no chunk cached"}
 ADD_BATCH = 5_000  # synthetic chunks per store.add call
 SEED = 20_260_301
+CUAD_DOCS = "../shared/bench/cuad_dev/docs"
+MEMORY_TARGET_MB = 500.0  # peak RSS above the loaded model, whatever the corpus
+ONNX_RATIO_TARGET = 1.5  # ingest through onnx fp32 over raw sentence-transformers encode
+INT8_RATIO_TARGET = 2.5
 
 
 @dataclass(frozen=True)
@@ -458,6 +462,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="agent with a tag filter for the synthetic stores (default: claims_triage)",
     )
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write every figure to FILE as JSON")
+    parser.add_argument(
+        "--ingest-only", action="store_true", help="only the ingest figures: memory and embedding throughput"
+    )
+    parser.add_argument(
+        "--memory-corpora",
+        default=f"corpus,{CUAD_DOCS}",
+        help="comma-separated folders whose ingest peak RSS is measured, each in its own process"
+        " (default: the sample corpus and 60 CUAD contracts)",
+    )
+    parser.add_argument(
+        "--big-mb", type=float, default=50.0, help="also one generated text file of this many MB (0: none)"
+    )
     args = parser.parse_args(argv)
     try:
         args.sizes = [int(part.replace("_", "")) for part in args.sizes.split(",") if part.strip()]
@@ -466,9 +482,72 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def bench_ingest_figures(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """Peak RSS above the model per corpus (a process each) and ingest throughput per embedding backend."""
+    import bench_ingest
+
+    corpora = [Path(part) for part in args.memory_corpora.split(",") if part.strip()]
+    if args.big_mb > 0:
+        (workdir / "big").mkdir(exist_ok=True)
+        corpora.append(bench_ingest.big_text(workdir / "big" / "generated.txt", args.big_mb).parent)
+    say(f"[ingest] peak RSS of an ingest of each of {', '.join(map(str, corpora))} ({load_average()})")
+    memory = bench_ingest.measure_memory(corpora, workdir)
+    for row in memory:
+        say(
+            f"    {row['corpus']}: {row['files']} files, {row['chunks']} chunks in {row['seconds']} s; model"
+            f" {row['model_rss_mb']} MB, peak {row['peak_rss_mb']} MB, above the model {row['above_model_mb']} MB"
+        )
+    say(f"[ingest] throughput on {args.corpus}: raw encode, then ingest through each backend ({load_average()})")
+    rates = bench_ingest.measure_throughput(args.corpus, workdir)
+    for name, row in rates.items():
+        ratio = f"; over raw encode {row['over_raw_encode']:.3f}" if "over_raw_encode" in row else ""
+        say(f"    {name}: {row['chunks']} chunks in {row['seconds']} s = {row['chunks_per_s']} chunks/s{ratio}")
+    say(f"[ingest] commands that need no model, each a fresh process ({load_average()})")
+    commands = bench_ingest.measure_commands(workdir / "memory-0", workdir)
+    for name, row in commands.items():
+        say(f"    {name}: {row['seconds']} s, exit {row['exit']}, model loaded: {row['model_loaded']}")
+    return {"memory": memory, "throughput": rates, "commands": commands, "load_average": round(os.getloadavg()[0], 2)}
+
+
+def ingest_rows(figures: dict[str, Any]) -> list[Row]:
+    rows = [
+        Row(
+            f"ingest peak RSS above model (MB): {Path(row['corpus']).name}, {row['chunks']} chunks",
+            f"{row['above_model_mb']:.0f}",
+            f"< {MEMORY_TARGET_MB:.0f}",
+            row["above_model_mb"] < MEMORY_TARGET_MB,
+        )
+        for row in figures["memory"]
+    ]
+    rows += [
+        Row(
+            f"`{name}` seconds (no model)",
+            f"{row['seconds']:.2f}",
+            "< 2",
+            row["seconds"] < 2 and not row["model_loaded"],
+        )
+        for name, row in figures["commands"].items()
+    ]
+    rates = figures["throughput"]
+    rows.append(Row("ingest torch / raw encode", f"{rates['torch']['over_raw_encode']:.3f}"))
+    for name, target in (("onnx fp32", ONNX_RATIO_TARGET), ("onnx int8", INT8_RATIO_TARGET)):
+        ratio = rates[name]["over_raw_encode"]
+        rows.append(Row(f"ingest {name} / raw encode", f"{ratio:.3f}", f">= {target}", ratio >= target))
+    return rows
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
+    if args.ingest_only:
+        with tempfile.TemporaryDirectory(prefix="rag-bench-", ignore_cleanup_errors=True) as tmp:
+            say(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+            figures = bench_ingest_figures(args, Path(tmp))
+        print_table(ingest_rows(figures))
+        say(f"\ntotal {time.perf_counter() - started:.0f} s; load average {os.getloadavg()[0]:.2f}")
+        if args.json:
+            args.json.write_text(json.dumps(figures, indent=2) + "\n", "utf-8")
+        return 0
     tasks = load_tasks(args.tasks)
     with tempfile.TemporaryDirectory(prefix="rag-bench-", ignore_cleanup_errors=True) as tmp:
         workdir = Path(tmp)

@@ -20,10 +20,28 @@ def test_vectors_are_normalised_and_of_the_model_dimension(embedder: SentenceTra
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
 
 
-def test_default_query_path_is_onnx_on_cpu_and_matches_torch(embedder: SentenceTransformerEmbedder) -> None:
-    assert embedder.query_backend == "onnx"  # the [onnx] extra is installed by the project's set-up
+def torch_vectors(embedder: SentenceTransformerEmbedder, texts: list[str]) -> np.ndarray:
+    return np.asarray(embedder._model.encode(texts, normalize_embeddings=True, convert_to_numpy=True))
+
+
+def test_default_path_is_onnx_on_cpu_and_matches_torch(embedder: SentenceTransformerEmbedder) -> None:
+    """Queries and batches (of very different lengths, padded per batch) give torch's vectors."""
+    assert embedder.query_backend == embedder.backend == "onnx"  # the [onnx] extra is installed by the set-up
     queries = np.vstack([embedder.embed_query(text + " (fresh)") for text in TEXTS])
-    assert np.abs(queries - embedder.embed([text + " (fresh)" for text in TEXTS])).max() < 1e-5
+    assert np.abs(queries - torch_vectors(embedder, [text + " (fresh)" for text in TEXTS])).max() < 1e-5
+    mixed = [*TEXTS, "word " * 300, "x", "A policy paragraph about claims. " * 12]
+    assert np.abs(embedder.embed(mixed) - torch_vectors(embedder, mixed)).max() < 1e-5
+
+
+def test_int8_precision_is_close_to_fp32_and_named_apart(embedder: SentenceTransformerEmbedder) -> None:
+    quantised = SentenceTransformerEmbedder(precision="int8")
+    assert quantised.name == "all-MiniLM-L6-v2@int8" and quantised.backend == "onnx"  # a store keeps them apart
+    vectors = quantised.embed(TEXTS)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert (vectors * embedder.embed(TEXTS)).sum(axis=1).min() > 0.9
+    assert quantised.embed_query(TEXTS[0]) @ embedder.embed_query(TEXTS[0]) > 0.9
+    with pytest.raises(EmbeddingError, match="embedding_precision='int8' runs through onnxruntime"):
+        SentenceTransformerEmbedder(backend="torch", precision="int8")
 
 
 def test_torch_backend_and_invalid_backend() -> None:

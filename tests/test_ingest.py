@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from rag_prompts import Pipeline, SentenceTransformerEmbedder
+from rag_prompts import Pipeline, SentenceTransformerEmbedder, TokenCounter, chunk_document, load_document
 
 from .conftest import CORPUS, make_pipeline, write
 
@@ -197,3 +197,38 @@ def test_repeated_searches_read_chunks_from_the_cache(tmp_path: Path, embedder: 
     small = make_pipeline(tmp_path, embedder, cached_chunks=2)
     small.search("how long are claim files kept?", k=3)
     assert len(small.store._cache.get(hit.chunk.id for hit in first)) == 2  # bounded
+
+
+def test_a_repetitive_document_stores_each_passage_once_and_hides_no_other_document(
+    tmp_path: Path, embedder: SentenceTransformerEmbedder, counter: TokenCounter
+) -> None:
+    """Boilerplate repeated hundreds of times (plus near-identical numbered copies) next to three small
+    documents: repeats are stored once, and every small document is found, restricted to it or not."""
+    root = tmp_path / "docs"
+    same = ["This clause is intentionally left blank.", "See the schedule for the terms that apply."]
+    numbered = [f"This clause is intentionally left blank (reference {n})." for n in range(300)]
+    write(root / "boilerplate.md", "# Boilerplate\n\n" + "\n\n".join(same * 300 + numbered) + "\n")
+    small = {
+        "pets.md": "# Pets\n\nDogs may come to the office on Fridays if registered with facilities.",
+        "bikes.md": "# Bikes\n\nBicycles are parked in the basement cage; the code changes monthly.",
+        "plants.md": "# Plants\n\nDesk plants are watered by the cleaning contractor on Tuesdays.",
+    }
+    for name, text in small.items():
+        write(root / name, text + "\n")
+    pipeline = make_pipeline(tmp_path, embedder, chunk_tokens=40)
+    report = pipeline.ingest([root])
+    stored = pipeline.store.documents()
+    every = chunk_document(load_document(root / "boilerplate.md", root), counter, 40, "h")
+    distinct = {(chunk.section, chunk.text) for chunk in every}
+    boilerplate = sorted(pipeline.store.chunks(stored["boilerplate.md"].chunk_ids), key=lambda chunk: chunk.ordinal)
+    assert report.ok and len(every) > 2 * len(boilerplate)
+    assert sorted((chunk.section, chunk.text) for chunk in boilerplate) == sorted(distinct)  # each passage once
+    assert [chunk.ordinal for chunk in boilerplate] == list(range(len(distinct)))
+    ids = {chunk.id for chunk in boilerplate}
+    assert all(set(chunk.nearby) <= ids and len(chunk.nearby) >= 3 for chunk in boilerplate)
+    for name, text in small.items():
+        question = text.split("\n\n")[1]
+        assert pipeline.search(question, k=1)[0].chunk.source == name
+        restricted = pipeline.search(question, k=5, sources=[name])
+        assert [hit.chunk.source for hit in restricted] == [name]
+    assert pipeline.stats().chunks == len(distinct) + 3

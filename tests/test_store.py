@@ -115,7 +115,7 @@ def test_records_written_before_packing_are_still_read(tmp_path: Path) -> None:
     assert store.documents()[chunk.source].doc_hashes == {"doc-hash"}
 
 
-def test_compacting_keeps_every_record_and_finishes_a_run_cut_short(tmp_path: Path) -> None:
+def test_compacting_keeps_every_record_and_a_running_store_follows_it(tmp_path: Path) -> None:
     import numpy as np
 
     store = open_store(str(tmp_path), "policies", "m", 3)
@@ -124,18 +124,21 @@ def test_compacting_keeps_every_record_and_finishes_a_run_cut_short(tmp_path: Pa
     store.add(chunks, vectors)
     store.delete(["c0", "c1", "c2"])  # what a re-ingest leaves behind in the index
     before = store._collection.get(include=["metadatas", "documents", "embeddings"])
+    query = np.asarray([0, 1.0, 0], dtype=np.float32)
+    searched = [hit.chunk.id for hit in store.query(query, 3)]
     assert store_module.compact_collection(str(tmp_path), "policies") == 9
-    client = chromadb.PersistentClient(path=str(tmp_path), settings=Settings(anonymized_telemetry=False))
-    after = client.get_collection("policies").get(include=["metadatas", "documents", "embeddings"])
+    reopened = open_store(str(tmp_path), "policies", "m", 3)  # same model, dimension and cosine space
+    assert reopened._collection.name == "policies.v1"
+    after = reopened._collection.get(include=["metadatas", "documents", "embeddings"])
     assert sorted(after["ids"]) == sorted(before["ids"])
     order = {chunk_id: i for i, chunk_id in enumerate(before["ids"])}
     for i, chunk_id in enumerate(after["ids"]):
         assert after["documents"][i] == before["documents"][order[chunk_id]]
         assert after["metadatas"][i] == before["metadatas"][order[chunk_id]]
         assert np.allclose(after["embeddings"][i], before["embeddings"][order[chunk_id]])
-    reopened = open_store(str(tmp_path), "policies", "m", 3)  # same model, dimension and cosine space
-    assert [hit.chunk.id for hit in reopened.query(np.asarray([0, 1.0, 0], dtype=np.float32), 3)][0] in after["ids"]
-
-    client.get_collection("policies").modify(name="policies-compacting")  # cut short after dropping the old one
+    assert [hit.chunk.id for hit in reopened.query(query, 3)] == searched
+    assert [hit.chunk.id for hit in store.query(query, 3)] == searched  # the open store follows the new copy
     assert store_module.compact_collection(str(tmp_path), "policies") == 9
-    assert [c.name for c in client.list_collections()] == ["policies"]
+    client = chromadb.PersistentClient(path=str(tmp_path), settings=Settings(anonymized_telemetry=False))
+    assert sorted(c.name for c in client.list_collections()) == ["policies.manifest", "policies.v2"]
+    assert [hit.chunk.id for hit in store.query(query, 3)] == searched

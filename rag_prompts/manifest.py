@@ -1,0 +1,126 @@
+"""The store's manifest: one record per document saying which version of it is committed, plus a generation.
+
+Chunks are written first and become visible only when their document's record names their version (its
+document hash); the stale versions are deleted after that. Readers hide every chunk whose document has a
+record naming another version, so a search sees whole documents only, and a crash at any step leaves a
+state the next ingest finishes. Every change to the manifest also changes the generation record, which
+readers check cheaply before each search; it also names the collection that holds the chunks (compaction
+writes a fresh one and switches to it in one write).
+
+The manifest is a small Chroma collection of its own (so it works the same on every kind of store); this
+module works on its handle and never imports chromadb.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+GENERATION_ID = "generation"
+_PAGE = 5000
+_PLACEHOLDER = [1.0]  # Chroma wants a vector per record; the manifest is never searched
+
+
+@dataclass(frozen=True)
+class DocumentRecord:
+    """What the store holds for one document.
+
+    `doc_hash` is the committed version ("" while a first version is being written or the document is being
+    removed); `pending` a version being written; `stale` says chunks of other versions may still be stored."""
+
+    source: str
+    root: str
+    title: str = ""
+    doc_hash: str = ""
+    pending: str = ""
+    stale: bool = False
+    chunks: int = 0
+    tokens: int = 0
+
+    @property
+    def committed(self) -> bool:
+        return bool(self.doc_hash)
+
+    @property
+    def clean(self) -> bool:
+        return self.committed and not self.pending and not self.stale
+
+
+def manifest_name(collection: str) -> str:
+    return f"{collection[:490]}.manifest"
+
+
+def record_id(source: str) -> str:
+    return "doc:" + hashlib.sha256(source.encode("utf-8")).hexdigest()[:40]
+
+
+@dataclass(frozen=True)
+class Generation:
+    token: str
+    collection: str
+    pid: str = ""  # the process that wrote it
+
+
+class Manifest:
+    """Reads and writes the document records and the generation of one collection's manifest."""
+
+    def __init__(self, handle: Any, collection: str) -> None:
+        self._handle = handle
+        self._default_collection = collection
+
+    def generation(self) -> Generation:
+        page = self._handle.get(ids=[GENERATION_ID], include=["metadatas"])
+        metadata = (page["metadatas"] or [{}])[0] if page["ids"] else {}
+        return Generation(
+            str(metadata.get("token", "")),
+            str(metadata.get("collection", "") or self._default_collection),
+            str(metadata.get("pid", "")),
+        )
+
+    def exists(self) -> bool:
+        return bool(self._handle.get(ids=[GENERATION_ID], include=[])["ids"])
+
+    def records(self) -> dict[str, DocumentRecord]:
+        records: dict[str, DocumentRecord] = {}
+        for metadata in self._pages():
+            record = DocumentRecord(**{key: metadata[key] for key in DocumentRecord.__dataclass_fields__})
+            records[record.source] = record
+        return records
+
+    def _pages(self) -> Iterator[dict[str, Any]]:
+        offset = 0
+        while True:
+            page = self._handle.get(include=["metadatas"], limit=_PAGE, offset=offset)
+            for record_key, metadata in zip(page["ids"], page["metadatas"] or [], strict=True):
+                if record_key != GENERATION_ID:
+                    yield metadata
+            if len(page["ids"]) < _PAGE:
+                return
+            offset += _PAGE
+
+    def put(self, records: list[DocumentRecord], collection: str | None = None) -> None:
+        """Write `records` and a new generation in one call, so readers notice them."""
+        self._handle.upsert(
+            ids=[*(record_id(record.source) for record in records), GENERATION_ID],
+            embeddings=[_PLACEHOLDER] * (len(records) + 1),
+            metadatas=[*(asdict(record) for record in records), self._generation_metadata(collection)],
+        )
+
+    def drop(self, source: str) -> None:
+        self._handle.delete(ids=[record_id(source)])
+        self.put([])
+
+    def switch(self, collection: str) -> None:
+        """Point readers at another chunk collection (the compacted copy)."""
+        self.put([], collection)
+
+    def _generation_metadata(self, collection: str | None) -> dict[str, Any]:
+        return {
+            "token": uuid.uuid4().hex,
+            "collection": collection or self.generation().collection,
+            "pid": str(os.getpid()),
+        }
