@@ -219,7 +219,13 @@ def chunk_document(
                     clause=clause,
                 )
             )
-    return [replace(chunk, nearby=_nearby(chunks, index)) for index, chunk in enumerate(chunks)]
+    return with_nearby(chunks)
+
+
+def with_nearby(chunks: list[Chunk]) -> list[Chunk]:
+    """`chunks` (one document, in order) numbered by position, each listing the chunks it may grow into."""
+    numbered = [replace(chunk, ordinal=index) for index, chunk in enumerate(chunks)]
+    return [replace(chunk, nearby=_nearby(numbered, index)) for index, chunk in enumerate(numbered)]
 
 
 def _nearby(chunks: list[Chunk], index: int) -> tuple[str, ...]:

@@ -26,11 +26,12 @@ GAP = "\n[…]\n"  # between non-adjacent chunks of one document
 
 @dataclass(frozen=True)
 class Growth:
-    """What a chunk next to a placed passage is worth over its own score: more inside the passage's block (the
-    paragraph or clause it is part of) than beyond it, since what a task needs is contiguous text."""
+    """What a chunk next to a placed passage is worth against the next passage's score: inside the passage's block
+    (the paragraph or clause it is part of) its own score, so the block grows while its sentences match as well as
+    the next passage does; beyond the block less, so other chunks wait until the k passages are placed."""
 
-    in_block: float = 0.1
-    beyond: float = 0.0
+    in_block: float = 0.0
+    beyond: float = -1.0
 
 
 LOOKAHEAD = 8  # passages whose block mates are fetched in one lookup
@@ -283,7 +284,8 @@ def render_block(hits: Sequence[Hit], template: str) -> str:
         if previous is None or chunk.section != previous.section:
             label = section_label(chunk)
             if label:
-                parts.append(("" if previous is None or parts[-1].endswith("\n") else "\n") + f"§ {_attribute(label)}\n")
+                opening = previous is None or parts[-1].endswith("\n")
+                parts.append(("" if opening else "\n") + f"§ {_attribute(label)}\n")
         parts.append(neutralise(chunk.text))
         previous = chunk
     return template.format(source=_attribute(ordered[0].chunk.source), text="".join(parts))

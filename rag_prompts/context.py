@@ -1,9 +1,11 @@
-"""Context-aware chunk vectors: a chunk's vector leans towards its neighbours' so a short chunk is found by what
-its passage is about, not only by its own few words.
+"""Context-aware chunk vectors: a chunk's vector leans towards its neighbours' and its block's, so a short chunk
+is found by what its passage, paragraph or clause is about, not only by its own few words.
 
-vector(i) = normalise(e(i) + weight * mean(e(i - window) .. e(i + window))) over the chunks of one document,
-where e is the embedding of a chunk alone. It costs no extra model calls. A vector is keyed by the content of
-its whole window, so re-ingest reuses it exactly when the chunk and its neighbours are unchanged.
+mixed(i) = normalise(e(i) + weight * mean(e(i - window) .. e(i + window))) over the chunks of one document, where
+e is the embedding of a chunk alone (no extra model calls); then, with a block weight b > 0,
+vector(i) = normalise((1 - b) * mixed(i) + b * e(block(i))), where e(block) embeds the chunk's whole block (one
+more model call per block). A vector is keyed by the content of its whole window and block, so re-ingest reuses it
+exactly when those are unchanged.
 """
 
 from __future__ import annotations
@@ -21,16 +23,37 @@ def window(index: int, count: int, reach: int) -> range:
     return range(max(0, index - reach), min(count, index + reach + 1))
 
 
-def vector_keys(chunks: Sequence[Chunk], reach: int, weight: float) -> list[str]:
+def vector_keys(chunks: Sequence[Chunk], reach: int, weight: float, block_weight: float = 0.0) -> list[str]:
     """One key per chunk of one document (in order): what its vector is computed from."""
-    if reach == 0 or weight == 0:
-        return [sha256(f"plain\x00{chunk.content_hash}") for chunk in chunks]
-    settings = f"window={reach};weight={weight}"
+    blocks = block_texts(chunks) if block_weight else {}
     keys = []
     for index, chunk in enumerate(chunks):
-        around = (chunks[position].content_hash for position in window(index, len(chunks), reach))
-        keys.append(sha256("\x00".join([settings, chunk.content_hash, *around])))
+        if reach == 0 or weight == 0:
+            parts = ["plain", chunk.content_hash]
+        else:
+            around = (chunks[position].content_hash for position in window(index, len(chunks), reach))
+            parts = [f"window={reach};weight={weight}", chunk.content_hash, *around]
+        if block_weight:
+            parts += [f"block={block_weight}", sha256(blocks[chunk.block])]
+        keys.append(sha256("\x00".join(parts)))
     return keys
+
+
+def block_texts(chunks: Sequence[Chunk]) -> dict[int, str]:
+    """What each block of one document's chunks embeds as: its heading path and its chunks' texts."""
+    texts: dict[int, list[str]] = {}
+    sections: dict[int, str] = {}
+    for chunk in chunks:
+        texts.setdefault(chunk.block, []).append(chunk.text)
+        sections.setdefault(chunk.block, chunk.section)
+    return {block: f"{sections[block]}\n\n{' '.join(parts)}" for block, parts in texts.items()}
+
+
+def with_block(vector: np.ndarray, block: np.ndarray, block_weight: float) -> np.ndarray:
+    """A chunk's vector leaning towards its block's embedding."""
+    mixed = (1 - block_weight) * vector + block_weight * block
+    norm = float(np.linalg.norm(mixed))
+    return (mixed / norm if norm else vector).astype(np.float32)
 
 
 def mix(own: np.ndarray, around: np.ndarray, weight: float) -> np.ndarray:

@@ -140,6 +140,7 @@ def evaluate(
             "chunk_tokens": settings.chunk_tokens,
             "context_window": settings.context_window,
             "context_weight": settings.context_weight,
+            "block_weight": settings.block_weight,
             "merge_sections": settings.merge_sections,
             "expand_context": settings.expand_context,
             "k": k or settings.k,
@@ -167,7 +168,7 @@ def _run_baselines(
         documents[doc_id_of(document.source)] = document
     counter, header = pipeline.counter, pipeline.settings.header
     whole = WholeDocument(documents, counter, header)
-    dense = [
+    dense: list[FixedChunksDense | RecursiveSplitterDense] = [
         FixedChunksDense(documents, pipeline.embedder, counter),
         RecursiveSplitterDense(documents, pipeline.embedder, counter),
     ]

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from . import crashpoints
-from .chunking import NEARBY, chunk_document
-from .context import mix, vector_keys, window
+from .chunking import chunk_document, sha256, with_nearby
+from .context import block_texts, mix, vector_keys, window, with_block
 from .embed import Embedder
 from .errors import LoadError, RagPromptsError
 from .loaders import SUPPORTED_SUFFIXES, load_document
@@ -43,6 +43,7 @@ class Context:
 
     window: int = 2
     weight: float = 0.5
+    block_weight: float = 0.0  # how much the chunk's whole block (paragraph, clause) weighs in its vector
 
 
 ProgressFn = Callable[[str, int, int], None]
@@ -139,15 +140,7 @@ def distinct(chunks: Sequence[Chunk]) -> list[Chunk]:
     kept = list(first.values())  # insertion order: each passage at its first place
     if len(kept) == len(chunks):
         return list(chunks)
-    ids = [chunk.id for chunk in kept]
-    return [
-        replace(
-            chunk,
-            ordinal=index,
-            nearby=tuple(ids[max(0, index - NEARBY) : index] + ids[index + 1 : index + NEARBY + 1]),
-        )
-        for index, chunk in enumerate(kept)
-    ]
+    return with_nearby(kept)
 
 
 def document_hash(data: bytes, fingerprint: str) -> str:
@@ -198,7 +191,7 @@ class _Ingest:
         self.report = IngestReport()
         self.fingerprint = (
             f"chunker={CHUNKER_VERSION};tokens={chunk_tokens};encoding={counter.encoding_name}"
-            f";context={context.window},{context.weight};store_schema={SCHEMA_VERSION}"
+            f";context={context.window},{context.weight},{context.block_weight};store_schema={SCHEMA_VERSION}"
         )
         self._group: list[tuple[_Todo, list[Chunk]]] = []
         self._group_size = 0
@@ -282,7 +275,7 @@ class _Ingest:
         try:
             document = load_document(todo.file, todo.root)
             chunks = distinct(chunk_document(document, self.counter, self.chunk_tokens, todo.doc_hash))
-            keys = vector_keys(chunks, self.context.window, self.context.weight)
+            keys = vector_keys(chunks, self.context.window, self.context.weight, self.context.block_weight)
         except LoadError as error:
             self._fail(str(todo.file), error.reason)
             return None
@@ -402,16 +395,22 @@ class _Ingest:
         found = self.store.vectors_for_keys(
             chunks[i].vector_key for chunks, indices in zip(documents, wanted, strict=True) for i in indices
         )
-        texts: dict[str, str] = {}  # content hash -> text to embed alone
+        block_weight = self.context.block_weight
+        texts: dict[str, str] = {}  # content hash (of a chunk or a block text) -> text to embed alone
+        blocks: list[dict[int, str]] = []
         for chunks, indices in zip(documents, wanted, strict=True):
+            blocks.append(block_texts(chunks) if block_weight else {})
             for index in indices:
                 if chunks[index].vector_key in found:
                     continue
                 for position in window(index, len(chunks), reach):
                     texts.setdefault(chunks[position].content_hash, chunks[position].embedding_text)
+                if block_weight:
+                    text = blocks[-1][chunks[index].block]
+                    texts.setdefault(sha256(text), text)
         alone = self._embed(texts)
         result = []
-        for chunks, indices in zip(documents, wanted, strict=True):
+        for chunks, indices, block_text in zip(documents, wanted, blocks, strict=True):
             rows = []
             for index in indices:
                 chunk = chunks[index]
@@ -420,7 +419,10 @@ class _Ingest:
                     rows.append(found[chunk.vector_key])
                     continue
                 around = [alone[chunks[j].content_hash] for j in window(index, len(chunks), reach)]
-                rows.append(mix(alone[chunk.content_hash], np.stack(around), weight))
+                vector = mix(alone[chunk.content_hash], np.stack(around), weight)
+                if block_weight:
+                    vector = with_block(vector, alone[sha256(block_text[chunk.block])], block_weight)
+                rows.append(vector)
             result.append(np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32))
         return result
 

@@ -92,7 +92,7 @@ class Pipeline:
             embedder=lambda: self.embedder,  # loaded only when something is to be embedded
             counter=self.counter,
             chunk_tokens=self.settings.chunk_tokens,
-            context=Context(self.settings.context_window, self.settings.context_weight),
+            context=Context(self.settings.context_window, self.settings.context_weight, self.settings.block_weight),
             group_chunks=self.settings.ingest_group_chunks,
             progress=progress,
             on_event=on_event,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from collections.abc import Sequence
-from dataclasses import replace
 
 from rag_prompts import BudgetError, Chunk, Hit, TokenCounter, compose_message
 from rag_prompts.compose import neutralise
@@ -201,13 +201,13 @@ def _paragraphs(scores: list[list[float]]) -> list[Hit]:
     return list(by_id.values())
 
 
-def _compose_document(document: list[Hit], budget: int, k: int = 20) -> list[str]:
+def _compose_document(document: list[Hit], budget: int, k: int = 20, ranked: int = 6) -> list[str]:
     def neighbours(packed: Sequence[Hit]) -> list[Hit]:
         wanted = {chunk_id for hit in packed for chunk_id in hit.chunk.nearby}
         return [hit for hit in document if hit.chunk.id in wanted]
 
-    ranked = sorted(document, key=lambda hit: -hit.score)[:6]
-    prompt = compose_message("Base.", ranked, k=k, budget=budget, counter=COUNTER, neighbours=neighbours)
+    best = sorted(document, key=lambda hit: -hit.score)[:ranked]
+    prompt = compose_message("Base.", best, k=k, budget=budget, counter=COUNTER, neighbours=neighbours)
     assert prompt.tokens <= budget
     return [chunk.id for chunk in prompt.chunks]
 
@@ -215,17 +215,22 @@ def _compose_document(document: list[Hit], budget: int, k: int = 20) -> list[str
 COUNTER = token_counter("gpt-4")
 
 
-def test_a_paragraph_that_is_relevant_throughout_is_sent_whole() -> None:
-    """The best sentence's paragraph mates score close to it: the budget buys the whole paragraph first."""
-    document = _paragraphs([[0.1, 0.1], [0.62, 0.7, 0.6, 0.61], [0.66, 0.1], [0.65, 0.1, 0.1]])
-    packed = _compose_document(document, budget=130)
-    assert packed[:4] == ["id3", "id2", "id4", "id5"]  # paragraph 1, grown from its best sentence
+def test_a_paragraph_that_matches_throughout_is_sent_whole_before_the_next_passage() -> None:
+    """The search ranked one sentence of paragraph 0 (and one elsewhere); its paragraph mates match as well as the
+    next passage does, so the budget buys the whole paragraph first, then the next passage."""
+    document = _paragraphs([[0.66, 0.7, 0.65], [0.1, 0.1], [0.1, 0.6, 0.1]])
+    ranked = [document[1], document[6]]
+    prompt = compose_message("Base.", ranked, k=2, budget=75, counter=COUNTER, neighbours=lambda packed: document)
+    assert [chunk.id for chunk in prompt.chunks] == ["id1", "id0", "id2"]  # the paragraph, whole; id6 did not fit
+    assert [chunk.context for chunk in prompt.chunks] == [False, True, True]
+    roomy = compose_message("Base.", ranked, k=2, budget=105, counter=COUNTER, neighbours=lambda packed: document)
+    assert [chunk.id for chunk in roomy.chunks][:4] == ["id1", "id0", "id2", "id6"]  # then growth by score
 
 
 def test_scattered_matches_get_their_sentences_not_their_paragraphs() -> None:
     """Only one sentence of each paragraph matches: the budget goes to the other matching sentences instead."""
-    document = _paragraphs([[0.1, 0.7, 0.1], [0.1, 0.1, 0.68], [0.66, 0.1, 0.1], [0.1, 0.65, 0.1]])
-    packed = _compose_document(document, budget=120)
+    document = _paragraphs([[0.2, 0.7, 0.2], [0.1, 0.1, 0.68], [0.66, 0.1, 0.1], [0.1, 0.65, 0.1]])
+    packed = _compose_document(document, budget=120, ranked=4)
     assert packed[:4] == ["id1", "id5", "id6", "id10"]
     assert not {"id0", "id2", "id3", "id4"} & set(packed[:4])
 

@@ -12,6 +12,7 @@ from rag_prompts.cli import main
 from rag_prompts.dataset import load_dataset
 from rag_prompts.errors import LoadError
 from rag_prompts.evaluate import OURS, evaluate
+from rag_prompts.tokens import TokenCounter
 
 from .conftest import make_pipeline, write
 
@@ -55,7 +56,8 @@ def test_evaluate_scores_every_method_within_budget(
     pipeline = make_pipeline(tmp_path, embedder, collection="eval-tiny", chunk_tokens=16)
     report = evaluate(load_dataset(dataset), pipeline, [64, 256])
     methods = {result.method for result in report.results}
-    assert OURS in methods and len(methods) == 3 and report.queries == 3
+    assert OURS in methods and len(methods) == 4 and report.queries == 3
+    assert "500-char recursive splitter, dense top-k" in methods
     for result in report.results:
         assert result.within_budget == 1.0 and result.tokens_max <= result.budget
         assert 0 <= result.precision <= 1 and 0 <= result.recall <= 1
@@ -101,3 +103,26 @@ def test_bad_query_line_names_file_and_line(tmp_path: Path) -> None:
           '{"qid": "2", "query": ""}\n')  # fmt: skip
     with pytest.raises(LoadError, match=r"queries\.jsonl:2"):
         load_dataset(folder)
+
+
+def test_recursive_splitter_baseline_claims_exact_spans_of_real_langchain_chunks(
+    dataset: Path, embedder: SentenceTransformerEmbedder, counter: TokenCounter
+) -> None:
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+    from rag_prompts.baselines import RecursiveSplitterDense
+    from rag_prompts.loaders import load_document
+
+    loaded = load_dataset(dataset)
+    documents = {path.stem: load_document(path, loaded.docs) for path in sorted(loaded.docs.glob("*.txt"))}
+    baseline = RecursiveSplitterDense(documents, embedder, counter)
+    expected = [
+        text for doc in documents.values()
+        for text in RecursiveCharacterTextSplitter(chunk_size=500, chunk_overlap=0).split_text(doc.text)
+    ]  # fmt: skip
+    assert baseline.texts == expected
+    for query in loaded.queries:
+        message, spans = baseline.compose(query, "Base.", 256, "Header.")
+        assert counter.count(message) <= 256 and spans
+        for doc_id, start, end in spans:
+            assert documents[doc_id].text[start:end] in message  # the chunk text alone, no label

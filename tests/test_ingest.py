@@ -72,7 +72,7 @@ def test_context_vectors_mix_neighbours_and_are_reused_exactly(
     paragraphs = [f"Rule {n}: form F-{n} is filed within {n + 1} days by the {n}th desk." for n in range(8)]
     root = tmp_path / "docs"
     write(root / "rules.md", "# Rules\n\n" + "\n\n".join(paragraphs) + "\n")
-    pipeline = make_pipeline(tmp_path, embedder, context_window=1, context_weight=0.5, chunk_tokens=24)
+    pipeline = make_pipeline(tmp_path, embedder, context_window=1, context_weight=0.5, block_weight=0, chunk_tokens=24)
     assert pipeline.ingest([root]).chunks_embedded == 8
     chunks = sorted(snapshot(pipeline).values(), key=lambda chunk: chunk.ordinal)
     assert [chunk.text for chunk in chunks] == paragraphs
