@@ -161,8 +161,10 @@ def measure_commands(store: Path, workdir: Path) -> dict[str, dict[str, Any]]:
         done = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, env=environ)
         seconds = time.perf_counter() - began
         probe = [line for line in done.stderr.splitlines() if line.startswith("PROBE")]
-        loaded = probe[-1].split()[-1] == "True" if probe else None
-        figures[name] = {"seconds": round(seconds, 2), "exit": done.returncode, "model_loaded": loaded}
+        fields = probe[-1].split() if probe else []
+        loaded = fields[-1] == "True" if fields else None
+        code = fields[2] if fields else str(done.returncode)  # the command's own exit code
+        figures[name] = {"seconds": round(seconds, 2), "exit": code, "model_loaded": loaded}
     return figures
 
 
