@@ -168,6 +168,16 @@ def blocks(text: str, start: int, end: int) -> list[Span]:
     return found
 
 
+def _starts_line(text: str, start: int, floor: int) -> bool:
+    """Whether a line break stands in the whitespace just before `start` (not looking back past `floor`)."""
+    position = start
+    while position > floor and text[position - 1].isspace():
+        if text[position - 1] == "\n":
+            return True
+        position -= 1
+    return False
+
+
 def clause_of(text: str) -> str:
     """The list marker or clause number a block starts with ("12.3", "(b)", "Section 4", "-"), else ""."""
     match = _ITEM.match(text)
@@ -217,6 +227,7 @@ def chunk_document(
                     ordinal=len(chunks),
                     block=block,
                     clause=clause,
+                    new_line=_starts_line(document.text, start, piece_start),
                 )
             )
     return with_nearby(chunks)

@@ -271,7 +271,7 @@ def _assemble(
 
 def render_block(hits: Sequence[Hit], template: str) -> str:
     """One fenced block for chunks of one document, in document order: a label where the section changes,
-    chunks of one paragraph joined by a space, adjacent ones by a line break, gaps marked."""
+    chunks of one line of a paragraph joined by a space, other adjacent ones by a line break, gaps marked."""
     ordered = sorted(hits, key=lambda hit: (hit.chunk.start, hit.chunk.ordinal))
     parts: list[str] = []
     previous: Chunk | None = None
@@ -279,8 +279,8 @@ def render_block(hits: Sequence[Hit], template: str) -> str:
         chunk = hit.chunk
         adjacent = previous is not None and previous.ordinal >= 0 and chunk.ordinal == previous.ordinal + 1
         if previous is not None:
-            same_block = adjacent and chunk.block >= 0 and chunk.block == previous.block
-            parts.append(" " if same_block else "\n" if adjacent else GAP)
+            same_line = adjacent and chunk.block >= 0 and chunk.block == previous.block and not chunk.new_line
+            parts.append(" " if same_line else "\n" if adjacent else GAP)
         if previous is None or chunk.section != previous.section:
             label = section_label(chunk)
             if label:

@@ -49,6 +49,7 @@ class Chunk:
     nearby: tuple[str, ...] = ()  # ids of its block mates and of up to NEARBY chunks on each side, in order
     block: int = -1  # which block (paragraph, list item, clause, or a piece of a long one) of the document it is in
     clause: str = ""  # the list marker or clause number its block starts with ("12.3", "(b)"), if any
+    new_line: bool = False  # whether it starts a new line inside its block (a table row, a wrapped line)
 
     @property
     def embedding_text(self) -> str:

@@ -240,6 +240,7 @@ def _metadata(chunk: Chunk) -> dict[str, Any]:
                 "nearby": list(chunk.nearby),
                 "block": chunk.block,
                 "clause": chunk.clause,
+                "new_line": chunk.new_line,
             }
         ).decode(),
     }
@@ -274,6 +275,7 @@ def _chunk(chunk_id: str, text: str, metadata: dict[str, Any]) -> Chunk:
         nearby=tuple(fields.get("nearby") or ()),
         block=int(fields.get("block", -1)),
         clause=str(fields.get("clause", "")),
+        new_line=bool(fields.get("new_line", False)),
     )
 
 
