@@ -29,7 +29,6 @@ from rag_prompts import ConfigError, ModelCall, Pipeline, TokenCounter
 from rag_prompts.agent_framework import build_agent
 from rag_prompts.agents import TaskPrompter
 from rag_prompts.agents.agent_framework import PayloadGuard, ReplayChatClient, payload_items
-from rag_prompts.artifacts import ArtifactStore
 from rag_prompts.history import Item
 from rag_prompts.payload_log import AgentPayload, PayloadLog, tool_definition_tokens
 
@@ -181,7 +180,8 @@ def test_tool_chain_with_200_kb_outputs_and_the_stored_output_tool(
     assert [item.answers for item in sent[8] if item.role == "tool"][-1] == "c7"  # the newest output is sent
     page = [item.text for item in sent[10] if item.role == "tool"][-1]
     assert page.startswith(f"[stored output {output_id}, page 1 of ")
-    assert ArtifactStore(corpus_pipeline.settings.artifacts_folder).text(output_id) == exports[-1]  # the newest
+    stored_text = Path(corpus_pipeline.settings.artifacts_folder) / output_id / "output.txt"
+    assert stored_text.read_text("utf-8") == exports[-1]  # the newest
     stored = json.dumps([message.to_dict() for message in session.state["in_memory"]["messages"]])
     assert len(stored) < 50_000  # the session's history holds references, not the exports
     records = [record.payload for record in caplog.records if record.name == "rag_prompts.payload"]

@@ -275,7 +275,7 @@ def build_af_agent(
         )
     settings = prompter.pipeline.settings
     profile = prompter.profile
-    artifacts = ArtifactStore(settings.artifacts_folder)
+    artifacts = ArtifactStore(settings.artifacts_folder, owner=prompter.name)  # readable by this agent only
     guard = PayloadGuard(prompter, AgentPayload(profile, payload_log(settings.payload_log_path), summariser), on_call)
     tools = agent_kwargs.pop("tools", None)
     tools = list(tools) if isinstance(tools, Sequence) else [] if tools is None else [tools]
