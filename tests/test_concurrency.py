@@ -136,9 +136,21 @@ def test_a_running_process_follows_another_process_ingesting_and_compacting(tmp_
     """A reader process composes throughout while a second process re-ingests an edited corpus (one document
     gone, one new) and compacts: no compose errs, and once the writer is done none serves a deleted chunk and
     the new document is found."""
+    follow_a_writer(tmp_path, str(tmp_path / "store"))
+
+
+@pytest.mark.server
+def test_a_running_process_follows_another_process_on_a_chroma_server(tmp_path: Path, chroma_url: str) -> None:
+    """The same against a real Chroma server: the reader's cache and collection follow the other process."""
+    follow_a_writer(tmp_path, chroma_url, collection=f"follow-{tmp_path.name}")
+
+
+def follow_a_writer(tmp_path: Path, store: str, collection: str = "policies") -> None:
     root = tmp_path / "docs"
     policies(root, 1)
-    config = write(tmp_path / "rag_prompts.toml", f'store = "{tmp_path / "store"}"\ncorpus = ["docs"]\n')
+    config = write(
+        tmp_path / "rag_prompts.toml", f'store = "{store}"\ncollection = "{collection}"\ncorpus = ["docs"]\n'
+    )
     environ = {**os.environ, "PYTHONPATH": str(ROOT)}
     cli = [sys.executable, "-m", "rag_prompts.cli"]
 
