@@ -142,19 +142,19 @@ class RecursiveSplitterDense:
         scores = self.vectors @ self.embedder.embed_query(query.query)
         if query.doc_id is not None:
             scores = np.where(self.doc_ids == query.doc_id, scores, -np.inf)
-        message = base_message.strip() + BLOCK_SEPARATOR + header.strip()
-        used, picked = self.counter.count(message), []
+        prefix = base_message.strip() + BLOCK_SEPARATOR + header.strip()
+        used, picked = self.counter.count(prefix), []
         for index in (int(i) for i in np.argsort(-scores)):
             if not np.isfinite(scores[index]) or used >= budget:
                 break
             if used + self.tokens[index] <= budget:
                 picked.append(index)
                 used += self.tokens[index]
-        message += "".join(BLOCK_SEPARATOR + self.texts[index] for index in picked)
-        while picked and self.counter.count(message) > budget:  # the whole counts above its parts: drop the last
+        while True:  # should the whole count above its parts, drop the last chunk and recount
+            message = prefix + "".join(BLOCK_SEPARATOR + self.texts[index] for index in picked)
+            if not picked or self.counter.count(message) <= budget:
+                break
             picked.pop()
-            message = base_message.strip() + BLOCK_SEPARATOR + header.strip()
-            message += "".join(BLOCK_SEPARATOR + self.texts[index] for index in picked)
         return message, [self.spans[index] for index in picked]
 
 

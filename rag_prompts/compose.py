@@ -1,11 +1,10 @@
 """Base message + ranked chunks packed under a hard token budget.
 
-The budget covers the whole message (base, header, labels, separators). Each ranked chunk starts a passage: its
-whole block (the paragraph, list item or clause it belongs to) when that fits, else the largest run of the block
-around it that does. Budget left then buys context: a passage grows into the chunk next to it when that chunk
-scores within `adjacency` of the next passage, so a region the task needs arrives whole instead of in pieces,
-and scattered matches still get their place. The message is counted as a whole at the end and trimmed from the
-last chunk placed should the parts' sum ever differ from the whole, so `tokens <= budget` always holds.
+The budget covers the whole message (base, header, labels, separators). Each ranked chunk starts a passage; at each
+step the packing either starts the next passage or grows a placed one into the chunk beside it, whichever is worth
+more (see `Growth`): a paragraph or clause whose sentences all match arrives whole, while scattered matches still get
+their place. The message is counted as a whole at the end and trimmed from the last chunk placed should the parts'
+sum ever differ from the whole, so `tokens <= budget` always holds.
 """
 
 from __future__ import annotations
@@ -246,9 +245,6 @@ class _Packing:
                         if worth > self.frontier.get(other.chunk.id, (-2.0, other))[0]:
                             self.frontier[other.chunk.id] = (worth, other)
         return True
-
-    def fits(self, hits: Sequence[Hit]) -> bool:
-        return self.used + self.cost(hits) <= self.budget
 
 
 def _assemble(
