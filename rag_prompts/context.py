@@ -10,7 +10,7 @@ of its whole window and block, so re-ingest reuses it exactly when those are unc
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -41,28 +41,40 @@ def vector_keys(chunks: Sequence[Chunk], reach: int, weight: float, block_weight
     return keys
 
 
-def block_texts(chunks: Sequence[Chunk]) -> dict[int, str]:
-    """What each block of one document's chunks embeds as: its heading path and its text. Consecutive blocks of one
-    section are taken together while they sum to at most `SHORT_BLOCKS` tokens (a heading and its first line, a run
-    of short list items or table rows), so a short block is embedded with the lines around it."""
-    block_sizes: dict[int, int] = {}
+def text_groups(chunks: Sequence[Chunk]) -> list[int]:
+    """For each chunk of one document (in order), the position of the first chunk of the text its block embeds
+    with: its own block, or the consecutive blocks of one section that together stay within `SHORT_BLOCKS`
+    tokens (a heading and its first line, a run of short list items or table rows)."""
+    sizes: dict[int, int] = {}
     for chunk in chunks:
-        block_sizes[chunk.block] = block_sizes.get(chunk.block, 0) + chunk.tokens
-    groups: list[list[Chunk]] = []
-    sizes: list[int] = []
-    for chunk in chunks:
-        if groups and groups[-1][-1].block == chunk.block:
-            groups[-1].append(chunk)
-            sizes[-1] += chunk.tokens
-            continue
-        if groups and groups[-1][-1].section == chunk.section and sizes[-1] + block_sizes[chunk.block] <= SHORT_BLOCKS:
-            groups[-1].append(chunk)
-            sizes[-1] += chunk.tokens
-        else:
-            groups.append([chunk])
-            sizes.append(chunk.tokens)
+        sizes[chunk.block] = sizes.get(chunk.block, 0) + chunk.tokens
+    starts: list[int] = []
+    start, size = 0, 0
+    for position, chunk in enumerate(chunks):
+        previous = chunks[position - 1] if position else None
+        if previous is not None and previous.block != chunk.block:
+            if previous.section == chunk.section and size + sizes[chunk.block] <= SHORT_BLOCKS:
+                size += sizes[chunk.block]
+            else:
+                start, size = position, sizes[chunk.block]
+        elif previous is None:
+            size = sizes[chunk.block]
+        starts.append(start)
+    return starts
+
+
+def block_texts(
+    chunks: Sequence[Chunk], starts: Sequence[int] | None = None, positions: Iterable[int] | None = None
+) -> dict[int, str]:
+    """What each block embeds as: its heading path and the texts of its group (see `text_groups`), for the blocks
+    of the chunks at `positions` (default: all). A large document passes its `starts` once for all its slices."""
+    starts = text_groups(chunks) if starts is None else starts
     texts: dict[int, str] = {}
-    for group in groups:
+    for first in sorted({starts[i] for i in (range(len(chunks)) if positions is None else positions)}):
+        last = first
+        while last + 1 < len(chunks) and starts[last + 1] == first:
+            last += 1
+        group = chunks[first : last + 1]
         text = f"{group[0].section}\n\n{' '.join(chunk.text for chunk in group)}"
         texts.update((chunk.block, text) for chunk in group)
     return texts

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rag_prompts import Document, TokenCounter, chunk_document, load_document
-from rag_prompts.context import SHORT_BLOCKS, block_texts
+from rag_prompts.context import SHORT_BLOCKS, block_texts, text_groups
 from rag_prompts.records import Heading
 
 from .conftest import CORPUS, write
@@ -189,3 +189,17 @@ def test_short_blocks_embed_with_the_blocks_beside_them(tmp_path: Path, counter:
     assert by_text["(c) Audit reports."] == "Contract > Records\n\n(c) Audit reports."  # the long block in between
     assert by_text["One audit a year."] == "Contract > Audit\n\nOne audit a year."  # never across a heading
     assert len(set(texts.values())) < len(texts)  # fewer texts to embed than blocks
+
+
+def test_block_texts_of_a_slice_equal_those_of_the_whole_document(tmp_path: Path, counter: TokenCounter) -> None:
+    lines = [
+        f"({n}) Item {n} of the schedule." if n % 5 else f"Paragraph {n}. " + "Words here. " * 30 for n in range(40)
+    ]
+    document = load_document(write(tmp_path / "s.md", "# S\n\n" + "\n".join(lines) + "\n"), tmp_path)
+    chunks = chunk_document(document, counter, 40, "hash", block_tokens=128)
+    whole = block_texts(chunks)
+    starts = text_groups(chunks)
+    for first in range(0, len(chunks), 7):
+        part = block_texts(chunks, starts, range(first, min(first + 7, len(chunks))))
+        assert part.items() <= whole.items()
+        assert {chunks[i].block for i in range(first, min(first + 7, len(chunks)))} <= part.keys()
