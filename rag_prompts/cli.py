@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from .config import load_settings
-from .dataset import doc_id_of, load_dataset, read_queries, restriction, sources_by_doc_id
 from .errors import ConfigError, RagPromptsError
-from .evaluate import DEFAULT_BUDGETS, evaluate, plot
+from .evaluation.dataset import doc_id_of, load_dataset, read_queries, restriction, sources_by_doc_id
+from .evaluation.evaluate import DEFAULT_BUDGETS, evaluate, plot
 from .locking import writer_lock
 from .payload_log import read_log, summarise_log
 from .pipeline import Pipeline

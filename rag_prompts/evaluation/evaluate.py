@@ -13,13 +13,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import packaged_prompt
+from ..errors import ConfigError
+from ..loaders import load_document
+from ..pipeline import Pipeline
 from .baselines import FixedChunksDense, RecursiveSplitterDense, WholeDocument
-from .config import packaged_prompt
 from .dataset import Dataset, Query, doc_id_of, restriction, sources_by_doc_id
-from .errors import ConfigError
-from .loaders import load_document
 from .metrics import QueryScore, Span, score_query
-from .pipeline import Pipeline
 
 DEFAULT_BUDGETS = (256, 512, 1024, 2048)
 OURS = "rag-prompts"
