@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from .agents.prompter import TaskPrompter
 from .errors import ConfigError
-from .history import Summariser
+from .payload.history import Summariser
 from .pipeline import Pipeline
 from .records import ModelCall
 

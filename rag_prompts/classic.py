@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .agents.prompter import TaskPrompter
-from .artifacts import READ_TOOL_DESCRIPTION, READ_TOOL_NAME
 from .errors import ConfigError
-from .history import Summariser
+from .payload.artifacts import READ_TOOL_DESCRIPTION, READ_TOOL_NAME
+from .payload.history import Summariser
 from .pipeline import Pipeline
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ from .errors import ConfigError, RagPromptsError
 from .evaluation.dataset import doc_id_of, load_dataset, read_queries, restriction, sources_by_doc_id
 from .evaluation.evaluate import DEFAULT_BUDGETS, evaluate, plot
 from .locking import writer_lock
-from .payload_log import read_log, summarise_log
+from .payload.log import read_log, summarise_log
 from .pipeline import Pipeline
 from .store import compact_collection
 

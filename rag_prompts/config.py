@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
-from .limits import DEFAULT_REPLY_RESERVE, context_limit
+from .payload.limits import DEFAULT_REPLY_RESERVE, context_limit
 from .store import CACHED_CHUNKS
 
 CONFIG_FILE_NAME = "rag_prompts.toml"

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..history import Summariser
+from ..payload.history import Summariser
 from ..pipeline import Pipeline
 from ..records import ModelCall
 from .prompter import TaskPrompter
@@ -47,7 +47,7 @@ def build_agent(
     what is sent (a `ModelCall`). `pipeline` defaults to one shared per `config` (default: ./rag_prompts.toml).
 
     The whole payload (system message, history, tool calls and results) stays within the payload budget,
-    `context_limit - reply_reserve` (see `rag_prompts.history`): `history_turns`, `summary_tokens`,
+    `context_limit - reply_reserve` (see `rag_prompts.payload.history`): `history_turns`, `summary_tokens`,
     `tool_output_tokens` and `summariser` override the profile's history and tool-output policy.
 
     An agent given `tools` defaults to `reflect_on_tool_use=True`: in a team, the others then receive its model's

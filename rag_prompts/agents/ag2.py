@@ -10,11 +10,11 @@ from typing import Any
 from autogen import AssistantAgent, ConversableAgent, UpdateSystemMessage
 from autogen.agentchat.contrib.capabilities.transform_messages import TransformMessages
 
-from ..artifacts import ArtifactStore, offload
-from ..artifacts import stored_output_reader as artifacts_reader
 from ..errors import ConfigError
-from ..history import Item, Summariser
-from ..payload_log import AgentPayload, PayloadLog, payload_log, tool_definition_tokens
+from ..payload.artifacts import ArtifactStore, offload
+from ..payload.artifacts import stored_output_reader as artifacts_reader
+from ..payload.history import Item, Summariser
+from ..payload.log import AgentPayload, PayloadLog, payload_log, tool_definition_tokens
 from ..tokens import token_counter
 from .prompter import TaskPrompter
 

@@ -7,7 +7,7 @@ Three Agent Framework parts, each doing what its kind is meant for:
   piles up; the session keeps only the task text.
 - `PayloadGuard`, chat middleware: it runs before every model call (each round of a tool loop too) and sees what
   is about to be sent, instructions and tool definitions included. It keeps the messages within the payload budget
-  by the rules of `rag_prompts.history` and logs the per-call record. What it leaves out is left out of that call
+  by the rules of `rag_prompts.payload.history` and logs the per-call record. What it leaves out is left out of that call
   only: the session's history stays whole.
 - `StoredOutputs`, function middleware: a tool output over `tool_output_tokens` is stored outside the prompt and
   replaced by a reference before it enters the history; the agent reads it back with `read_stored_output`.
@@ -46,10 +46,10 @@ from agent_framework import (
 )
 from agent_framework.observability import ChatTelemetryLayer
 
-from ..artifacts import READ_TOOL_DESCRIPTION, READ_TOOL_NAME, ArtifactStore, offload, stored_output_reader
 from ..errors import ConfigError
-from ..history import Item, Summariser
-from ..payload_log import AgentPayload, payload_log, tool_definition_tokens
+from ..payload.artifacts import READ_TOOL_DESCRIPTION, READ_TOOL_NAME, ArtifactStore, offload, stored_output_reader
+from ..payload.history import Item, Summariser
+from ..payload.log import AgentPayload, payload_log, tool_definition_tokens
 from ..records import ModelCall
 from ..tokens import token_counter
 from .prompter import TaskPrompter
@@ -229,7 +229,7 @@ class PayloadGuard(ChatMiddleware):
 
 class StoredOutputs(FunctionMiddleware):
     """Function middleware: a tool output over `max_tokens` is stored outside the prompt and the model gets a
-    reference with an excerpt instead (see `rag_prompts.artifacts`)."""
+    reference with an excerpt instead (see `rag_prompts.payload.artifacts`)."""
 
     def __init__(self, artifacts: ArtifactStore, max_tokens: int, guard: PayloadGuard) -> None:
         self.artifacts = artifacts

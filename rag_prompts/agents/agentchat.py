@@ -21,10 +21,10 @@ from autogen_core.models import (
 )
 from autogen_core.tools import BaseTool, FunctionTool
 
-from ..artifacts import READ_TOOL_DESCRIPTION, READ_TOOL_NAME, ArtifactStore, offload, stored_output_reader
 from ..errors import ConfigError
-from ..history import Item, Summariser
-from ..payload_log import AgentPayload, PayloadLog, by_role, payload_log, tool_definition_tokens
+from ..payload.artifacts import READ_TOOL_DESCRIPTION, READ_TOOL_NAME, ArtifactStore, offload, stored_output_reader
+from ..payload.history import Item, Summariser
+from ..payload.log import AgentPayload, PayloadLog, by_role, payload_log, tool_definition_tokens
 from ..records import ComposedPrompt, ModelCall
 from ..tokens import TokenCounter, token_counter
 from .prompter import TaskPrompter
@@ -47,7 +47,7 @@ def message_text(message: UserMessage) -> str:
 class PolicyContext(ChatCompletionContext):
     """Keeps the history in `history` and, on every `get_messages`, returns a payload within the agent's payload
     budget: exactly one system message first (the base message plus the policy chunks for the latest user message,
-    composed within its budget), then the history the `HistoryGuard` keeps (see `rag_prompts.history`).
+    composed within its budget), then the history the `HistoryGuard` keeps (see `rag_prompts.payload.history`).
 
     Tool results over `tool_output_tokens` are stored outside the prompt when they arrive (see `artifacts`), and a
     `PayloadRecord` is logged before every call. System messages added by others (memories, handoffs) are dropped

@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .config import ResolvedProfile
-from .errors import RagPromptsError
+from ..config import ResolvedProfile
+from ..errors import RagPromptsError
+from ..tokens import REPLY_PRIMING, TokenCounter, token_counter
 from .history import Fitted, HistoryGuard, HistoryPolicy, Item, Summariser, item_tokens, summary_item
-from .tokens import REPLY_PRIMING, TokenCounter, token_counter
 
 logger = logging.getLogger("rag_prompts.payload")
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from .errors import BudgetError
-from .tokens import MESSAGE_OVERHEAD, REPLY_PRIMING, TokenCounter
+from ..errors import BudgetError
+from ..tokens import MESSAGE_OVERHEAD, REPLY_PRIMING, TokenCounter
 
 TOOL_CALL_OVERHEAD = 8  # the call id, type and JSON structure around a tool call's name and arguments
 CUT_MARK = "\n[… cut to fit the payload budget …]\n"
