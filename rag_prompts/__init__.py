@@ -24,7 +24,7 @@ from .payload.history import HistoryPolicy as HistoryPolicy
 from .payload.history import Item as Item
 from .payload.history import Summariser as Summariser
 from .payload.history import extractive_summary as extractive_summary
-from .payload.log import PayloadRecord as PayloadRecord
+from .payload.record import ModelCall as ModelCall
 from .pipeline import Pipeline as Pipeline
 from .records import Chunk as Chunk
 from .records import ComposedPrompt as ComposedPrompt
@@ -32,7 +32,6 @@ from .records import Document as Document
 from .records import DroppedChunk as DroppedChunk
 from .records import Hit as Hit
 from .records import IncludedChunk as IncludedChunk
-from .records import ModelCall as ModelCall
 from .store import ChunkStore as ChunkStore
 from .store import open_store as open_store
 from .tokens import TokenCounter as TokenCounter
@@ -60,7 +59,6 @@ __all__ = [
     "Item",
     "LoadError",
     "ModelCall",
-    "PayloadRecord",
     "Pipeline",
     "RagPromptsError",
     "SentenceTransformerEmbedder",

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 from .agents.prompter import TaskPrompter
 from .errors import ConfigError
 from .payload.history import Summariser
+from .payload.record import ModelCall
 from .pipeline import Pipeline
-from .records import ModelCall
 
 if TYPE_CHECKING:
     from agent_framework import Agent

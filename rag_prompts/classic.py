@@ -80,11 +80,11 @@ def register_stored_output_tool(agent: AssistantAgent, executor: Any) -> None:
     `tool_output_tokens` are stored outside the prompt; this is how the agent reads them back, page by page."""
     import autogen
 
-    from .agents.ag2 import PAYLOAD_GUARDS, stored_output_reader
+    from .agents.ag2 import PolicyAgent, stored_output_reader
 
-    guard = PAYLOAD_GUARDS.get(agent)
-    if guard is None:
+    if not isinstance(agent, PolicyAgent):
         raise ConfigError(f"agent {agent.name!r} was not built by rag_prompts.classic.build_agent")
+    guard = agent.payload_guard
     reader = stored_output_reader(guard.artifacts, guard.cap, guard.counter.model)
     autogen.register_function(
         reader,

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..payload.history import Summariser
+from ..payload.record import ModelCall
 from ..pipeline import Pipeline
-from ..records import ModelCall
 from .prompter import TaskPrompter
 
 if TYPE_CHECKING:

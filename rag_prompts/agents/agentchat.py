@@ -23,9 +23,11 @@ from autogen_core.tools import BaseTool, FunctionTool
 
 from ..errors import ConfigError
 from ..payload.artifacts import READ_TOOL_DESCRIPTION, READ_TOOL_NAME, ArtifactStore, offload, stored_output_reader
+from ..payload.guard import AgentPayload, by_role, tool_definition_tokens
 from ..payload.history import Item, Summariser
-from ..payload.log import AgentPayload, PayloadLog, by_role, payload_log, tool_definition_tokens
-from ..records import ComposedPrompt, ModelCall
+from ..payload.log import PayloadLog, payload_log
+from ..payload.record import ModelCall
+from ..records import ComposedPrompt
 from ..tokens import TokenCounter, token_counter
 from .prompter import TaskPrompter
 
@@ -50,8 +52,8 @@ class PolicyContext(ChatCompletionContext):
     composed within its budget), then the history the `HistoryGuard` keeps (see `rag_prompts.payload.history`).
 
     Tool results over `tool_output_tokens` are stored outside the prompt when they arrive (see `artifacts`), and a
-    `PayloadRecord` is logged before every call. System messages added by others (memories, handoffs) are dropped
-    with a warning, so none pile up."""
+    `ModelCall` is logged (and handed to `on_call`) before every call. System messages added by others (memories,
+    handoffs) are dropped with a warning, so none pile up."""
 
     def __init__(
         self,
@@ -66,9 +68,8 @@ class PolicyContext(ChatCompletionContext):
         super().__init__()
         self.prompter = prompter
         self.history = history if history is not None else UnboundedChatCompletionContext()
-        self.on_call = on_call  # told what is sent, before every model call
         self.task = ""  # the latest user/task message
-        self.payload = AgentPayload(prompter.profile, log or PayloadLog(), summariser)
+        self.payload = AgentPayload(prompter.profile, log or PayloadLog(), summariser, on_call)
         self.counter, self.guard = self.payload.counter, self.payload.guard
         self.artifacts = artifacts
         self.tool_tokens = 0  # the agent's tool definitions, sent with every call (set by the factory)
@@ -106,12 +107,19 @@ class PolicyContext(ChatCompletionContext):
         history = [message for message in await self.history.get_messages() if not isinstance(message, SystemMessage)]
         prompt = await asyncio.to_thread(self.prompter.prompt_for, self.task)  # retrieval must not block the loop
         items, owners = to_items(history)
-        fitted = self.payload.fit(prompt.system_message, items, self.tool_tokens, self._offloaded)
-        self._offloaded.clear()
+        fitted = self.payload.fit(prompt.system_message, items, self.tool_tokens)
         messages: list[LLMMessage] = [SystemMessage(content=prompt.system_message)]
         messages += rebuild(history, owners, dict(fitted.keep), fitted.summary)
-        if self.on_call is not None:
-            self.on_call(ModelCall(self.name, prompt, len(messages), fitted.tokens))
+        self.payload.sent(
+            prompt.system_message,
+            items,
+            fitted,
+            prompt=prompt,
+            messages=len(messages),
+            tools=self.tool_tokens,
+            offloaded=self._offloaded,
+        )
+        self._offloaded.clear()
         return messages
 
     async def clear(self) -> None:

@@ -6,46 +6,14 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..config import ResolvedProfile
 from ..errors import RagPromptsError
-from ..tokens import REPLY_PRIMING, TokenCounter, token_counter
-from .history import Fitted, HistoryGuard, HistoryPolicy, Item, Summariser, item_tokens, summary_item
+from .record import ModelCall
 
 logger = logging.getLogger("rag_prompts.payload")
-
-
-@dataclass(frozen=True)
-class PayloadRecord:
-    """What one agent is about to send on one model call, and what was trimmed or offloaded to keep it in budget."""
-
-    agent: str
-    call: int
-    messages: dict[str, int]  # by role
-    tokens: dict[str, int]  # by role, message overhead included
-    total: int  # the whole payload, reply priming included
-    budget: int
-    dropped: int = 0  # history messages left out
-    orphans: int = 0  # tool calls or results left out for lack of their other half
-    cut: int = 0  # messages sent shortened
-    summary_tokens: int = 0
-    offloaded: tuple[str, ...] = ()  # stored output ids, this call
-    time: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="milliseconds"))
-
-
-def by_role(items: Iterable[Item], counter: TokenCounter, tools: int = 0) -> tuple[dict[str, int], dict[str, int], int]:
-    """Messages and tokens per role for `items` as sent (plus `tools`: the tool definitions), and the total."""
-    messages: dict[str, int] = {}
-    tokens: dict[str, int] = {"tools": tools} if tools else {}
-    for item in items:
-        messages[item.role] = messages.get(item.role, 0) + 1
-        tokens[item.role] = tokens.get(item.role, 0) + item_tokens(item, counter)
-    return messages, tokens, REPLY_PRIMING + sum(tokens.values())
 
 
 class PayloadLog:
@@ -55,15 +23,15 @@ class PayloadLog:
         self.path = Path(path) if path else None
         self._lock = threading.Lock()
 
-    def emit(self, record: PayloadRecord) -> None:
-        row = asdict(record)
+    def emit(self, record: ModelCall) -> None:
+        row = record.row()
         logger.info(
             "%s call %d: %d tokens of %d (%s)",
             record.agent,
             record.call,
-            record.total,
+            record.tokens,
             record.budget,
-            ", ".join(f"{role} {count}" for role, count in record.tokens.items()),
+            ", ".join(f"{role} {count}" for role, count in record.role_tokens.items()),
             extra={"payload": row},
         )
         if self.path is not None:
@@ -72,47 +40,6 @@ class PayloadLog:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 with self.path.open("a", encoding="utf-8") as handle:
                     handle.write(line)
-
-
-class AgentPayload:
-    """One agent's payload: the history guard built from its profile, and the record logged before each call.
-    The AgentChat context and the AG2 transform both go through it."""
-
-    def __init__(self, profile: ResolvedProfile, log: PayloadLog, summariser: Summariser | None = None) -> None:
-        self.name = profile.name
-        self.counter = token_counter(profile.model)
-        policy = HistoryPolicy(max_turns=profile.history_turns or None, summary_tokens=profile.summary_tokens)
-        self.guard = HistoryGuard(profile.payload_budget, self.counter, policy)
-        if summariser is not None:
-            self.guard.summariser = summariser
-        self.log = log
-        self.calls = 0
-
-    def fit(self, system: str, items: Sequence[Item], tools: int = 0, offloaded: Sequence[str] = ()) -> Fitted:
-        """What of `items` to send after `system` (see `HistoryGuard.fit`), logged as this agent's next call."""
-        fitted = self.guard.fit(system, items, tools)
-        self.calls += 1
-        sent = [Item("system", system), *(replace(items[i], text=text) for i, text in fitted.keep)]
-        if fitted.summary:
-            sent.append(summary_item(fitted.summary))
-        per_role, tokens, total = by_role(sent, self.counter, tools)
-        summary_tokens = self.counter.count(fitted.summary) if fitted.summary else 0
-        self.log.emit(
-            PayloadRecord(
-                self.name,
-                self.calls,
-                per_role,
-                tokens,
-                total,
-                self.guard.budget,
-                fitted.dropped,
-                fitted.orphans,
-                fitted.cut,
-                summary_tokens,
-                tuple(offloaded),
-            )  # fmt: skip
-        )
-        return fitted
 
 
 _LOGS: dict[str, PayloadLog] = {}
@@ -124,11 +51,6 @@ def payload_log(path: str | Path | None) -> PayloadLog:
     key = str(Path(path).resolve()) if path else ""
     with _LOGS_LOCK:
         return _LOGS.setdefault(key, PayloadLog(key or None))
-
-
-def tool_definition_tokens(schemas: Sequence[Mapping[str, Any]], counter: TokenCounter) -> int:
-    """Tokens the tool definitions sent with every call take (their JSON; providers' own framing differs a little)."""
-    return counter.count(json.dumps(list(schemas), separators=(",", ":"))) if schemas else 0
 
 
 def read_log(path: str | Path) -> list[dict[str, Any]]:
