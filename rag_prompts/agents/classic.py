@@ -9,11 +9,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .agents.prompter import TaskPrompter
-from .errors import ConfigError
-from .payload.artifacts import READ_TOOL_DESCRIPTION, READ_TOOL_NAME
-from .payload.history import Summariser
-from .pipeline import Pipeline
+from ..errors import ConfigError
+from ..payload.artifacts import READ_TOOL_DESCRIPTION, READ_TOOL_NAME
+from ..payload.history import Summariser
+from ..pipeline import Pipeline
+from .prompter import TaskPrompter
 
 if TYPE_CHECKING:
     from autogen import AssistantAgent
@@ -48,7 +48,7 @@ def build_agent(
     In an AG2 `GroupChat` every message goes to every member, other agents' tool calls and outputs included; the
     agent's model is sent a note in place of each output of another agent's tool call unless `shared_tool_outputs`."""
     try:
-        from .agents.ag2 import build_ag2_agent
+        from .ag2 import build_ag2_agent
     except ImportError as error:
         raise ConfigError(
             "the classic AutoGen API needs AG2 0.x (`import autogen`): pip install 'rag-prompts[classic]'"
@@ -80,7 +80,7 @@ def register_stored_output_tool(agent: AssistantAgent, executor: Any) -> None:
     `tool_output_tokens` are stored outside the prompt; this is how the agent reads them back, page by page."""
     import autogen
 
-    from .agents.ag2 import PolicyAgent, stored_output_reader
+    from .ag2 import PolicyAgent, stored_output_reader
 
     if not isinstance(agent, PolicyAgent):
         raise ConfigError(f"agent {agent.name!r} was not built by rag_prompts.classic.build_agent")
