@@ -73,6 +73,10 @@ class Pipeline:
             return self._store
 
     @property
+    def retriever(self) -> Retriever:
+        return Retriever(self.store, self.embedder, self.settings.lexical_weight)
+
+    @property
     def counter(self) -> TokenCounter:
         """The counter chunks are sized with (the top-level `model`)."""
         return token_counter(self.settings.model)
@@ -105,7 +109,7 @@ class Pipeline:
         self, query: str, k: int | None = None, agent: str | None = None, sources: Sequence[str] = ()
     ) -> list[Hit]:
         profile = self.settings.profile(agent)
-        return Retriever(self.store, self.embedder).search(query, k or profile.k, profile.tags, sources)
+        return self.retriever.search(query, k or profile.k, profile.tags, sources)
 
     def compose(
         self,
@@ -127,9 +131,7 @@ class Pipeline:
     def compose_for(self, task: str, profile: ResolvedProfile, sources: Sequence[str] = ()) -> ComposedPrompt:
         """The system message for `task` under a resolved profile. A blank task gets the base message alone."""
         hits = (
-            Retriever(self.store, self.embedder).search(
-                task, candidate_count(profile.k, profile.budget), profile.tags, sources
-            )
+            self.retriever.search(task, candidate_count(profile.k, profile.budget), profile.tags, sources)
             if task.strip()
             else []
         )
