@@ -5,17 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from .config import load_settings
-from .dataset import doc_id_of, load_dataset, read_queries, restriction, sources_by_doc_id
 from .errors import ConfigError, RagPromptsError
-from .evaluate import DEFAULT_BUDGETS, evaluate, plot
+from .evaluation.dataset import doc_id_of, load_dataset, read_queries, restriction, sources_by_doc_id
+from .evaluation.evaluate import DEFAULT_BUDGETS, evaluate, plot
 from .locking import writer_lock
-from .payload_log import read_log, summarise_log
+from .payload.log import read_log, summarise_log
 from .pipeline import Pipeline
 from .store import compact_collection
 
@@ -276,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    warnings.filterwarnings("default", r".* is deprecated: use ", DeprecationWarning)  # renamed settings keys
     args = build_parser().parse_args(argv)
     for name in ("k", "budget"):
         value = getattr(args, name, None)

@@ -4,28 +4,21 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
-from functools import cache
-from importlib import resources
+import warnings
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .defaults import CACHED_CHUNKS, DEFAULT_EMBEDDING_MODEL
 from .errors import ConfigError
-from .limits import DEFAULT_REPLY_RESERVE, context_limit
-from .store import CACHED_CHUNKS
+from .payload.history import SUMMARY_TOKENS
+from .payload.limits import DEFAULT_REPLY_RESERVE, context_limit
+from .templates import packaged_prompt
 
 CONFIG_FILE_NAME = "rag_prompts.toml"
 ENV_PREFIX = "RAG_PROMPTS_"
-DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
-DEFAULT_PAYLOAD_BUDGET = 8_192 - DEFAULT_REPLY_RESERVE
-
-
-@cache
-def packaged_prompt(name: str) -> str:
-    """A prompt template shipped with the package (`rag_prompts/prompts/NAME.txt`)."""
-    return resources.files("rag_prompts").joinpath("prompts", f"{name}.txt").read_text("utf-8").strip()
 
 
 class AgentProfile(BaseModel):
@@ -56,10 +49,10 @@ class ResolvedProfile(BaseModel):
     budget: int = Field(ge=1)
     tags: tuple[str, ...]
     model: str = Field(min_length=1)
-    payload_budget: int = Field(default=DEFAULT_PAYLOAD_BUDGET, ge=1)  # context limit - reply reserve
-    history_turns: int = Field(default=0, ge=0)  # 0: as many turns as fit
-    summary_tokens: int = Field(default=256, ge=0)  # 0: dropped history is not summarised
-    tool_output_tokens: int = Field(default=1000, ge=64)
+    payload_budget: int = Field(ge=1)  # context limit - reply reserve
+    history_turns: int = Field(ge=0)  # 0: as many turns as fit
+    summary_tokens: int = Field(ge=0)  # 0: dropped history is not summarised
+    tool_output_tokens: int = Field(ge=64)
 
     @model_validator(mode="after")
     def _room_for_the_conversation(self) -> ResolvedProfile:
@@ -85,8 +78,8 @@ class Settings(BaseModel):
     embedding_backend: Literal["auto", "onnx", "torch"] = "auto"
     embedding_precision: Literal["fp32", "int8"] = "fp32"  # int8: a quantised ONNX copy, faster on CPU, less exact
     chunk_tokens: int = Field(default=40, ge=16, le=8192)
-    context_window: int = Field(default=2, ge=0, le=16)
-    context_weight: float = Field(default=0.5, ge=0.0, le=10.0)
+    neighbour_window: int = Field(default=2, ge=0, le=16)  # neighbours on each side mixed into a chunk's vector
+    neighbour_weight: float = Field(default=0.5, ge=0.0, le=10.0)
     block_weight: float = Field(default=0.3, ge=0.0, le=1.0)
     lexical_weight: float = Field(default=0.05, ge=0.0, le=1.0)
     cached_chunks: int = Field(default=CACHED_CHUNKS, ge=0)
@@ -97,7 +90,7 @@ class Settings(BaseModel):
     context_limit: int | None = Field(default=None, ge=256)  # None: the model's known context window
     reply_reserve: int = Field(default=DEFAULT_REPLY_RESERVE, ge=0)
     history_turns: int = Field(default=0, ge=0)
-    summary_tokens: int = Field(default=256, ge=0)
+    summary_tokens: int = Field(default=SUMMARY_TOKENS, ge=0)
     tool_output_tokens: int = Field(default=1000, ge=64)
     payload_log: str = ""  # a JSONL file every agent's per-call token record is appended to ("": logger only)
     artifacts: str = ""  # where large tool outputs are stored ("": beside the store)
@@ -188,45 +181,29 @@ def _first_set(*values: Any) -> Any:
     return next((value for value in values if value is not None), None)
 
 
-_ENV_KEYS = {
-    "store": "STORE",
-    "collection": "COLLECTION",
-    "corpus": "CORPUS",
-    "embedding_model": "EMBEDDING_MODEL",
-    "embedding_device": "EMBEDDING_DEVICE",
-    "embedding_batch_size": "EMBEDDING_BATCH_SIZE",
-    "embedding_backend": "EMBEDDING_BACKEND",
-    "embedding_precision": "EMBEDDING_PRECISION",
-    "chunk_tokens": "CHUNK_TOKENS",
-    "context_window": "CONTEXT_WINDOW",
-    "context_weight": "CONTEXT_WEIGHT",
-    "block_weight": "BLOCK_WEIGHT",
-    "lexical_weight": "LEXICAL_WEIGHT",
-    "merge_sections": "MERGE_SECTIONS",
-    "expand_context": "EXPAND_CONTEXT",
-    "cached_chunks": "CACHED_CHUNKS",
-    "ingest_group_chunks": "INGEST_GROUP_CHUNKS",
-    "model": "MODEL",
-    "k": "K",
-    "budget": "BUDGET",
-    "base_message": "BASE_MESSAGE",
-    "context_limit": "CONTEXT_LIMIT",
-    "reply_reserve": "REPLY_RESERVE",
-    "history_turns": "HISTORY_TURNS",
-    "summary_tokens": "SUMMARY_TOKENS",
-    "tool_output_tokens": "TOOL_OUTPUT_TOKENS",
-    "payload_log": "PAYLOAD_LOG",
-    "artifacts": "ARTIFACTS",
-}
+_NOT_FROM_ENVIRONMENT = frozenset({"agents", "base_dir"})  # a table of profiles; the config file's folder
+_ENV_KEYS = {key: key.upper() for key in Settings.model_fields if key not in _NOT_FROM_ENVIRONMENT}
+RENAMED = {"context_window": "neighbour_window", "context_weight": "neighbour_weight"}  # old key -> new key
+
+
+def _renamed(values: dict[str, Any], where: str, spell: Callable[[str], str] = str) -> dict[str, Any]:
+    """`values` with deprecated keys moved to their new names (a key set under both names keeps the new one),
+    each with a one-line DeprecationWarning naming the new key."""
+    for old, new in RENAMED.items():
+        if old in values:
+            warnings.warn(f"{where}{spell(old)} is deprecated: use {spell(new)}", DeprecationWarning, stacklevel=4)
+            value = values.pop(old)
+            values.setdefault(new, value)
+    return values
 
 
 def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
-    for key, suffix in _ENV_KEYS.items():
+    for key, suffix in [*_ENV_KEYS.items(), *((old, old.upper()) for old in RENAMED)]:
         raw = environ.get(ENV_PREFIX + suffix)
         if raw is not None:
             values[key] = [part for part in raw.split(os.pathsep) if part] if key == "corpus" else raw
-    return values
+    return _renamed(values, "", lambda key: ENV_PREFIX + key.upper())
 
 
 def _describe(error: ValidationError, origin: Mapping[str, str]) -> str:
@@ -258,6 +235,7 @@ def load_settings(
             raise ConfigError(f"{config_path}: invalid TOML: {error}") from error
         except (OSError, UnicodeDecodeError) as error:
             raise ConfigError(f"{config_path}: cannot read: {error}") from error
+        values = _renamed(values, f"{config_path}: ")
         origin = {key: f"{config_path}: " for key in values}
         base_dir = config_path.resolve().parent
     elif explicit:
@@ -267,7 +245,7 @@ def load_settings(
     environment = _from_environment(environ)
     origin.update({key: f"{ENV_PREFIX}{_ENV_KEYS[key]}: " for key in environment})
     values.update(environment)
-    values.update({key: value for key, value in overrides.items() if value is not None})
+    values.update(_renamed({key: value for key, value in overrides.items() if value is not None}, "load_settings: "))
     try:
         return Settings(**values, base_dir=base_dir)
     except ValidationError as error:

@@ -103,12 +103,3 @@ class ComposedPrompt:
     chunks: tuple[IncludedChunk, ...] = ()
     dropped: tuple[DroppedChunk, ...] = field(default=())
 
-
-@dataclass(frozen=True)
-class ModelCall:
-    """What one agent sent to its model on one call: the composed system message and the whole payload's size."""
-
-    agent: str
-    prompt: ComposedPrompt
-    messages: int  # messages sent, the system message included
-    tokens: int  # the whole payload in the model's encoding, message overhead included

@@ -24,6 +24,7 @@ import numpy as np
 import orjson
 
 from . import crashpoints
+from .defaults import CACHED_CHUNKS
 from .errors import EmptyStoreError, StoreError
 from .manifest import DocumentRecord, Manifest, manifest_name
 from .records import Chunk, Hit
@@ -33,7 +34,6 @@ _PACKED = "chunk"
 _PAGE = 5000
 OVERFETCH_MIN_CHUNKS = 20_000  # below this, Chroma's own filter is the faster way to search with one
 OVERFETCH_FACTORS = (2, 8, 32)  # unfiltered candidates per wanted hit, before falling back to Chroma's filter
-CACHED_CHUNKS = 10_000  # chunk records (text, fields, vector) kept in memory: about 3 KB each at 384 dimensions
 NO_DOCUMENTS = "the store has no documents: run `rag-prompts ingest` first"
 
 
@@ -85,11 +85,13 @@ def _client(location: str) -> Any:
 
 def _stop(client: Any) -> None:
     """Stop a client opened by `ChunkStore._reopen` (its own alias of the folder: nothing else uses it)."""
-    from chromadb.api.shared_system_client import SharedSystemClient
-
     with contextlib.suppress(Exception):
-        system = SharedSystemClient._identifier_to_system.pop(client._identifier)
-        system.stop()
+        if hasattr(client, "close"):  # chromadb 1.5+: releases the client's system once no client uses it
+            client.close()
+            return
+        from chromadb.api.shared_system_client import SharedSystemClient  # older clients have no public way
+
+        SharedSystemClient._identifier_to_system.pop(client._identifier).stop()
 
 
 @contextlib.contextmanager
@@ -755,6 +757,6 @@ class ChunkStore:
 
     def _max_batch(self) -> int:
         try:
-            return max(1, min(int(self._collection._client.get_max_batch_size()), 5000))
+            return max(1, min(int(self._client.get_max_batch_size()), 5000))
         except Exception:  # older clients lack it; Chroma's documented default is far above this
             return 1000

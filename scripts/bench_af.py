@@ -38,8 +38,8 @@ from agent_framework import (
 from rag_prompts import Pipeline, token_counter
 from rag_prompts.agents import TaskPrompter
 from rag_prompts.agents.agent_framework import ReplayChatClient, build_af_agent, payload_items
-from rag_prompts.history import units
-from rag_prompts.payload_log import by_role
+from rag_prompts.payload.guard import by_role
+from rag_prompts.payload.history import units
 
 LABELS = {
     "af_top_k": "(A) AF search provider (top-k), no compaction",

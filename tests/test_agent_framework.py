@@ -29,8 +29,9 @@ from rag_prompts import ConfigError, ModelCall, Pipeline, TokenCounter
 from rag_prompts.agent_framework import build_agent
 from rag_prompts.agents import TaskPrompter
 from rag_prompts.agents.agent_framework import PayloadGuard, ReplayChatClient, payload_items
-from rag_prompts.history import Item
-from rag_prompts.payload_log import AgentPayload, PayloadLog, tool_definition_tokens
+from rag_prompts.payload.guard import AgentPayload, tool_definition_tokens
+from rag_prompts.payload.history import Item
+from rag_prompts.payload.log import PayloadLog
 
 from .agent_helpers import assert_no_orphans, corpus_tags, sources_in
 from .conftest import CONFIG, CORPUS, ROOT, write

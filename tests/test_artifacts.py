@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rag_prompts import artifacts
-from rag_prompts.artifacts import (
+from rag_prompts.payload import artifacts
+from rag_prompts.payload.artifacts import (
     INDEX_FILE,
     PAGE_HEADER_TOKENS,
     TEXT_FILE,

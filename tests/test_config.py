@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from rag_prompts import ConfigError, load_settings
+from rag_prompts import ConfigError, Settings, load_settings
 
 from .conftest import CONFIG, write
 
@@ -72,3 +73,37 @@ def test_profile_overrides_are_validated() -> None:
         settings.profile("claims_triage", k=500)
     with pytest.raises(ConfigError, match="unknown profile override.*top_k"):
         settings.profile("claims_triage", top_k=3)
+
+
+def test_every_top_level_setting_is_read_from_its_environment_variable() -> None:
+    defaults = Settings(base_dir=Path("/tmp"))
+    chosen: dict[str, Any] = {"store": "http://127.0.0.1:9", "corpus": ("a", "b"), "embedding_backend": "torch",
+                              "embedding_precision": "int8", "context_limit": 4096}  # fmt: skip
+    for key in Settings.model_fields:
+        if key in {"agents", "base_dir"} or key in chosen:
+            continue
+        value = getattr(defaults, key)
+        if isinstance(value, bool):
+            chosen[key] = not value
+        elif isinstance(value, int | float):
+            chosen[key] = value / 2 if isinstance(value, float) else value + 1
+        else:
+            chosen[key] = "x1x"
+    environ = {f"RAG_PROMPTS_{key.upper()}": ":".join(v) if key == "corpus" else str(v) for key, v in chosen.items()}
+    settings = load_settings(None, environ=environ)
+    assert {key: getattr(settings, key) for key in chosen} == chosen
+
+
+def test_old_neighbour_keys_still_load_with_a_warning_naming_the_new_key(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.toml", "context_window = 1\ncontext_weight = 0.25\n")
+    with pytest.warns(DeprecationWarning, match=r"c\.toml: context_window is deprecated: use neighbour_window$"):
+        settings = load_settings(path, environ={})
+    assert (settings.neighbour_window, settings.neighbour_weight) == (1, 0.25)
+    assert "context_window" not in Settings.model_fields
+    old_variable = "^RAG_PROMPTS_CONTEXT_WEIGHT is deprecated: use RAG_PROMPTS_NEIGHBOUR_WEIGHT$"
+    with pytest.warns(DeprecationWarning, match=old_variable):
+        assert load_settings(None, environ={"RAG_PROMPTS_CONTEXT_WEIGHT": "2"}).neighbour_weight == 2
+    with pytest.warns(DeprecationWarning, match="use neighbour_window"):
+        assert load_settings(None, environ={}, context_window=0).neighbour_window == 0
+    with pytest.raises(ConfigError, match=r"c\.toml: neighbour_window: Input should be less than or equal to 16"):
+        load_settings(write(tmp_path / "c.toml", "context_window = 99\n"), environ={})

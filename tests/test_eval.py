@@ -9,9 +9,9 @@ import pytest
 
 from rag_prompts import SentenceTransformerEmbedder
 from rag_prompts.cli import main
-from rag_prompts.dataset import load_dataset
 from rag_prompts.errors import LoadError
-from rag_prompts.evaluate import OURS, evaluate
+from rag_prompts.evaluation.dataset import load_dataset
+from rag_prompts.evaluation.evaluate import OURS, evaluate
 from rag_prompts.tokens import TokenCounter
 
 from .conftest import make_pipeline, write
@@ -110,7 +110,7 @@ def test_recursive_splitter_baseline_claims_exact_spans_of_real_langchain_chunks
 ) -> None:
     from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-    from rag_prompts.baselines import RecursiveSplitterDense
+    from rag_prompts.evaluation.baselines import RecursiveSplitterDense
     from rag_prompts.loaders import load_document
 
     loaded = load_dataset(dataset)

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rag_prompts import TokenCounter
-from rag_prompts.history import CUT_MARK, Fitted, HistoryGuard, HistoryPolicy, Item, summary_item, units
-from rag_prompts.payload_log import by_role
+from rag_prompts.payload.guard import by_role
+from rag_prompts.payload.history import CUT_MARK, Fitted, HistoryGuard, HistoryPolicy, Item, summary_item, units
 
 from .agent_helpers import assert_no_orphans
 

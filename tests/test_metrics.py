@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag_prompts.metrics import merge_spans, score_query
+from rag_prompts.evaluation.metrics import merge_spans, score_query
 
 
 def test_overlapping_and_touching_spans_merge() -> None:

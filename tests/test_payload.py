@@ -32,10 +32,11 @@ from rag_prompts import ConfigError, Pipeline, build_agent, load_settings
 from rag_prompts.agents import TaskPrompter
 from rag_prompts.agents.ag2 import ag2_items, stored_output_reader
 from rag_prompts.agents.agentchat import PolicyContext, payload_items, payload_tokens
-from rag_prompts.artifacts import ArtifactStore
 from rag_prompts.classic import build_agent as build_classic_agent
-from rag_prompts.history import Item
-from rag_prompts.payload_log import read_log, summarise_log, tool_definition_tokens
+from rag_prompts.payload.artifacts import ArtifactStore
+from rag_prompts.payload.guard import tool_definition_tokens
+from rag_prompts.payload.history import Item
+from rag_prompts.payload.log import read_log, summarise_log
 from rag_prompts.tokens import token_counter
 
 from .agent_helpers import assert_no_orphans

@@ -3,22 +3,21 @@ AG2's own `update_agent_state_before_reply` hook with an `UpdateSystemMessage`."
 
 # No `from __future__ import annotations` here: AG2 checks that the updater's return annotation *is* `str`.
 
-import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from autogen import AssistantAgent, ConversableAgent, UpdateSystemMessage
+from autogen import AssistantAgent, ConversableAgent, UpdateSystemMessage, register_function
 from autogen.agentchat.contrib.capabilities.transform_messages import TransformMessages
 
-from ..artifacts import ArtifactStore, offload
-from ..artifacts import stored_output_reader as artifacts_reader
 from ..errors import ConfigError
-from ..history import Item, Summariser
-from ..payload_log import AgentPayload, PayloadLog, payload_log, tool_definition_tokens
+from ..payload.artifacts import READ_TOOL_DESCRIPTION, READ_TOOL_NAME, ArtifactStore, offload
+from ..payload.artifacts import stored_output_reader as artifacts_reader
+from ..payload.guard import AgentPayload, tool_definition_tokens
+from ..payload.history import Item, Summariser
+from ..payload.log import PayloadLog, payload_log
+from ..payload.record import ModelCall
 from ..tokens import token_counter
 from .prompter import TaskPrompter
-
-PAYLOAD_GUARDS: "weakref.WeakKeyDictionary[ConversableAgent, PayloadTransform]" = weakref.WeakKeyDictionary()
 
 
 def latest_user_text(messages: list[dict[str, Any]]) -> str:
@@ -35,8 +34,23 @@ def latest_user_text(messages: list[dict[str, Any]]) -> str:
     return ""
 
 
-def build_ag2_agent(prompter: TaskPrompter, llm_config: Any, **agent_kwargs: Any) -> AssistantAgent:
-    """An AG2 `AssistantAgent` named after the profile whose system message is composed before every reply."""
+class PolicyAgent(AssistantAgent):
+    """An AG2 `AssistantAgent` whose system message is composed per task; `payload_guard` bounds what it sends."""
+
+    payload_guard: "PayloadTransform"
+
+
+def build_ag2_agent(
+    prompter: TaskPrompter,
+    client: Any,
+    on_call: Callable[[ModelCall], None] | None = None,
+    *,
+    summariser: Summariser | None = None,
+    shared_tool_outputs: bool = False,
+    **agent_kwargs: Any,
+) -> PolicyAgent:
+    """An AG2 `AssistantAgent` named after the profile whose system message is composed before every reply.
+    Other agents' tool outputs are withheld from its model unless `shared_tool_outputs` (see `PayloadTransform`)."""
     if "system_message" in agent_kwargs:
         raise ConfigError(
             f"build_agent({prompter.name!r}): `system_message` is not accepted: the system message is composed per"
@@ -47,31 +61,28 @@ def build_ag2_agent(prompter: TaskPrompter, llm_config: Any, **agent_kwargs: Any
         return prompter.prompt_for(latest_user_text(messages)).system_message
 
     theirs = agent_kwargs.pop("update_agent_state_before_reply", None) or []
-    summariser = agent_kwargs.pop("summariser", None)
-    shared_tool_outputs = bool(agent_kwargs.pop("shared_tool_outputs", False))
     hooks = [UpdateSystemMessage(compose_system_message), *(theirs if isinstance(theirs, list) else [theirs])]
-    agent_kwargs.setdefault("description", prompter.profile.base_message)
-    agent = AssistantAgent(
+    agent = PolicyAgent(
         name=prompter.name,
         system_message=prompter.prompt_for("").system_message,
-        llm_config=llm_config,
+        llm_config=client,  # AG2's llm_config
         update_agent_state_before_reply=hooks,
         **agent_kwargs,
     )
     settings = prompter.pipeline.settings
     artifacts = ArtifactStore(settings.artifacts_folder, owner=prompter.name)  # readable by this agent only
     log = payload_log(settings.payload_log_path)
-    guard = PayloadTransform(agent, prompter, artifacts, log, summariser, shared_tool_outputs)
+    guard = PayloadTransform(agent, prompter, artifacts, log, summariser, shared_tool_outputs, on_call)
     TransformMessages(transforms=[guard], verbose=False).add_to_agent(agent)  # runs after the system message hook
-    PAYLOAD_GUARDS[agent] = guard
+    agent.payload_guard = guard
     return agent
 
 
 class PayloadTransform:
     """An AG2 `MessageTransform` (for `TransformMessages`) that keeps an agent's whole payload within its payload
     budget: the same `HistoryGuard` rules as the AgentChat context, tool outputs over the cap stored outside the
-    prompt, and a `PayloadRecord` logged before every call. It reads the system message the agent will send, so
-    it must run after the agent's system message was composed (the factory sees to that)."""
+    prompt, and a `ModelCall` logged (and handed to `on_call`) before every call. It reads the system message the
+    agent will send, so it must run after the agent's system message was composed (the factory sees to that)."""
 
     def __init__(
         self,
@@ -81,10 +92,12 @@ class PayloadTransform:
         log: PayloadLog,
         summariser: Summariser | None = None,
         shared_tool_outputs: bool = False,
+        on_call: Callable[[ModelCall], None] | None = None,
     ) -> None:
         self.agent = agent
+        self.prompter = prompter
         self.shared_tool_outputs = shared_tool_outputs  # False: other agents' tool outputs are withheld
-        self.payload = AgentPayload(prompter.profile, log, summariser)
+        self.payload = AgentPayload(prompter.profile, log, summariser, on_call)
         self.counter = self.payload.counter
         self.cap = prompter.profile.tool_output_tokens
         self.artifacts = artifacts
@@ -96,10 +109,13 @@ class PayloadTransform:
         offloaded = self._offload(messages)
         items, owners = ag2_items(messages)
         tools = tool_definition_tokens(_tool_schemas(self.agent), self.counter)
-        fitted = self.payload.fit(system, items, tools, offloaded)
+        fitted = self.payload.fit(system, items, tools)
         budget = self.payload.guard.budget
         self._last = f"{self.payload.name}: payload {fitted.tokens} of {budget} tokens; {fitted.dropped} left out"
-        return ag2_rebuild(messages, owners, dict(fitted.keep), fitted.summary)
+        out = ag2_rebuild(messages, owners, dict(fitted.keep), fitted.summary)
+        prompt, count = self.prompter.last, 1 + len(out)  # AG2 puts the system message first
+        self.payload.sent(system, items, fitted, prompt=prompt, messages=count, tools=tools, offloaded=offloaded)
+        return out
 
     def get_logs(
         self, pre_transform_messages: list[dict[str, Any]], post_transform_messages: list[dict[str, Any]]
@@ -223,3 +239,12 @@ def stored_output_reader(artifacts: ArtifactStore, max_tokens: int, model: str) 
     """`read_stored_output(output_id, page=1)` for an AG2 agent: register it with `autogen.register_function`
     (caller: the agent; executor: whoever runs its tools)."""
     return artifacts_reader(artifacts, max_tokens, token_counter(model))
+
+
+def register_stored_output_reader(agent: ConversableAgent, executor: Any) -> None:
+    """Register `read_stored_output` for `agent` (built by `build_ag2_agent`), run by `executor`."""
+    if not isinstance(agent, PolicyAgent):
+        raise ConfigError(f"agent {agent.name!r} was not built by rag_prompts.classic.build_agent")
+    guard = agent.payload_guard
+    reader = stored_output_reader(guard.artifacts, guard.cap, guard.counter.model)
+    register_function(reader, caller=agent, executor=executor, name=READ_TOOL_NAME, description=READ_TOOL_DESCRIPTION)

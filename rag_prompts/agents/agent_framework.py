@@ -7,8 +7,8 @@ Three Agent Framework parts, each doing what its kind is meant for:
   piles up; the session keeps only the task text.
 - `PayloadGuard`, chat middleware: it runs before every model call (each round of a tool loop too) and sees what
   is about to be sent, instructions and tool definitions included. It keeps the messages within the payload budget
-  by the rules of `rag_prompts.history` and logs the per-call record. What it leaves out is left out of that call
-  only: the session's history stays whole.
+  by the rules of `rag_prompts.payload.history` and logs the per-call record. What it leaves out is left out of
+  that call only: the session's history stays whole.
 - `StoredOutputs`, function middleware: a tool output over `tool_output_tokens` is stored outside the prompt and
   replaced by a reference before it enters the history; the agent reads it back with `read_stored_output`.
 """
@@ -46,11 +46,12 @@ from agent_framework import (
 )
 from agent_framework.observability import ChatTelemetryLayer
 
-from ..artifacts import READ_TOOL_DESCRIPTION, READ_TOOL_NAME, ArtifactStore, offload, stored_output_reader
 from ..errors import ConfigError
-from ..history import Item, Summariser
-from ..payload_log import AgentPayload, payload_log, tool_definition_tokens
-from ..records import ModelCall
+from ..payload.artifacts import READ_TOOL_DESCRIPTION, READ_TOOL_NAME, ArtifactStore, offload, stored_output_reader
+from ..payload.guard import AgentPayload, tool_definition_tokens
+from ..payload.history import Item, Summariser
+from ..payload.log import payload_log
+from ..payload.record import ModelCall
 from ..tokens import token_counter
 from .prompter import TaskPrompter
 
@@ -176,18 +177,12 @@ def payload_items(instructions: str, messages: Sequence[Message]) -> list[Item]:
 
 class PayloadGuard(ChatMiddleware):
     """Chat middleware that keeps every model call's payload (instructions, tool definitions, messages) within the
-    agent's payload budget, with the same `HistoryGuard` as the AutoGen adapters, and logs a `PayloadRecord`.
+    agent's payload budget, with the same `HistoryGuard` as the AutoGen adapters, and logs a `ModelCall`.
     Its running summary lives in the session's state, so it is saved with the session."""
 
-    def __init__(
-        self,
-        prompter: TaskPrompter,
-        payload: AgentPayload,
-        on_call: Callable[[ModelCall], None] | None = None,
-    ) -> None:
+    def __init__(self, prompter: TaskPrompter, payload: AgentPayload) -> None:
         self.prompter = prompter
-        self.payload = payload
-        self.on_call = on_call
+        self.payload = payload  # its `on_call` is told what each call sends
         self.offloaded: list[str] = []  # stored output ids since the last call, reported with the next one
         self._state: dict[str, Any] = {}  # for calls made without a session
         self.state_key = f"rag_prompts.payload.{prompter.name}"
@@ -203,12 +198,12 @@ class PayloadGuard(ChatMiddleware):
         tools = tool_definition_tokens(tool_schemas(options.get("tools")), self.payload.counter)
         state = self._state if context.session is None else context.session.state.setdefault(self.state_key, {})
         self._load(state)
-        fitted = self.payload.fit(system, items, tools, self.offloaded)
-        self.offloaded.clear()
+        fitted = self.payload.fit(system, items, tools)
         self._save(state)
         context.messages = af_rebuild(messages, owners, dict(fitted.keep), fitted.summary)
-        if self.on_call is not None and self.prompter.last is not None:
-            self.on_call(ModelCall(self.prompter.name, self.prompter.last, 1 + len(context.messages), fitted.tokens))
+        prompt, count = self.prompter.last, 1 + len(context.messages)
+        self.payload.sent(system, items, fitted, prompt=prompt, messages=count, tools=tools, offloaded=self.offloaded)
+        self.offloaded.clear()
         await call_next()
 
     def _load(self, state: Mapping[str, Any]) -> None:
@@ -229,7 +224,7 @@ class PayloadGuard(ChatMiddleware):
 
 class StoredOutputs(FunctionMiddleware):
     """Function middleware: a tool output over `max_tokens` is stored outside the prompt and the model gets a
-    reference with an excerpt instead (see `rag_prompts.artifacts`)."""
+    reference with an excerpt instead (see `rag_prompts.payload.artifacts`)."""
 
     def __init__(self, artifacts: ArtifactStore, max_tokens: int, guard: PayloadGuard) -> None:
         self.artifacts = artifacts
@@ -256,7 +251,7 @@ def runs_chat_middleware(client: object) -> bool:
 
 def build_af_agent(
     prompter: TaskPrompter,
-    chat_client: SupportsChatGetResponse[Any],
+    client: SupportsChatGetResponse[Any],
     on_call: Callable[[ModelCall], None] | None = None,
     *,
     summariser: Summariser | None = None,
@@ -267,16 +262,17 @@ def build_af_agent(
     for key, why in _REFUSED.items():
         if key in agent_kwargs or key in (agent_kwargs.get("default_options") or {}):
             raise ConfigError(f"build_agent({prompter.name!r}): `{key}` is not accepted: {why}")
-    if not runs_chat_middleware(chat_client):
+    if not runs_chat_middleware(client):
         raise ConfigError(
-            f"build_agent({prompter.name!r}): the chat client ({type(chat_client).__name__}) runs no chat middleware,"
+            f"build_agent({prompter.name!r}): the chat client ({type(client).__name__}) runs no chat middleware,"
             " so the payload guard could not run; use an Agent Framework client (they all include"
             " ChatMiddlewareLayer) or add the layer to yours"
         )
     settings = prompter.pipeline.settings
     profile = prompter.profile
     artifacts = ArtifactStore(settings.artifacts_folder, owner=prompter.name)  # readable by this agent only
-    guard = PayloadGuard(prompter, AgentPayload(profile, payload_log(settings.payload_log_path), summariser), on_call)
+    payload = AgentPayload(profile, payload_log(settings.payload_log_path), summariser, on_call)
+    guard = PayloadGuard(prompter, payload)
     tools = agent_kwargs.pop("tools", None)
     tools = list(tools) if isinstance(tools, Sequence) else [] if tools is None else [tools]
     if tools:  # only an agent with tools gets tool outputs, so only it needs to read stored ones back
@@ -288,9 +284,8 @@ def build_af_agent(
         StoredOutputs(artifacts, profile.tool_output_tokens, guard),
         guard,
     ]
-    agent_kwargs.setdefault("description", prompter.description)
     return Agent(
-        chat_client,
+        client,
         name=prompter.name,
         tools=tools or None,
         context_providers=providers,

@@ -21,11 +21,13 @@ from autogen_core.models import (
 )
 from autogen_core.tools import BaseTool, FunctionTool
 
-from ..artifacts import READ_TOOL_DESCRIPTION, READ_TOOL_NAME, ArtifactStore, offload, stored_output_reader
 from ..errors import ConfigError
-from ..history import Item, Summariser
-from ..payload_log import AgentPayload, PayloadLog, by_role, payload_log, tool_definition_tokens
-from ..records import ComposedPrompt, ModelCall
+from ..payload.artifacts import READ_TOOL_DESCRIPTION, READ_TOOL_NAME, ArtifactStore, offload, stored_output_reader
+from ..payload.guard import AgentPayload, by_role, tool_definition_tokens
+from ..payload.history import Item, Summariser
+from ..payload.log import PayloadLog, payload_log
+from ..payload.record import ModelCall
+from ..records import ComposedPrompt
 from ..tokens import TokenCounter, token_counter
 from .prompter import TaskPrompter
 
@@ -47,11 +49,11 @@ def message_text(message: UserMessage) -> str:
 class PolicyContext(ChatCompletionContext):
     """Keeps the history in `history` and, on every `get_messages`, returns a payload within the agent's payload
     budget: exactly one system message first (the base message plus the policy chunks for the latest user message,
-    composed within its budget), then the history the `HistoryGuard` keeps (see `rag_prompts.history`).
+    composed within its budget), then the history the `HistoryGuard` keeps (see `rag_prompts.payload.history`).
 
     Tool results over `tool_output_tokens` are stored outside the prompt when they arrive (see `artifacts`), and a
-    `PayloadRecord` is logged before every call. System messages added by others (memories, handoffs) are dropped
-    with a warning, so none pile up."""
+    `ModelCall` is logged (and handed to `on_call`) before every call. System messages added by others (memories,
+    handoffs) are dropped with a warning, so none pile up."""
 
     def __init__(
         self,
@@ -66,9 +68,8 @@ class PolicyContext(ChatCompletionContext):
         super().__init__()
         self.prompter = prompter
         self.history = history if history is not None else UnboundedChatCompletionContext()
-        self.on_call = on_call  # told what is sent, before every model call
         self.task = ""  # the latest user/task message
-        self.payload = AgentPayload(prompter.profile, log or PayloadLog(), summariser)
+        self.payload = AgentPayload(prompter.profile, log or PayloadLog(), summariser, on_call)
         self.counter, self.guard = self.payload.counter, self.payload.guard
         self.artifacts = artifacts
         self.tool_tokens = 0  # the agent's tool definitions, sent with every call (set by the factory)
@@ -106,12 +107,19 @@ class PolicyContext(ChatCompletionContext):
         history = [message for message in await self.history.get_messages() if not isinstance(message, SystemMessage)]
         prompt = await asyncio.to_thread(self.prompter.prompt_for, self.task)  # retrieval must not block the loop
         items, owners = to_items(history)
-        fitted = self.payload.fit(prompt.system_message, items, self.tool_tokens, self._offloaded)
-        self._offloaded.clear()
+        fitted = self.payload.fit(prompt.system_message, items, self.tool_tokens)
         messages: list[LLMMessage] = [SystemMessage(content=prompt.system_message)]
         messages += rebuild(history, owners, dict(fitted.keep), fitted.summary)
-        if self.on_call is not None:
-            self.on_call(ModelCall(self.name, prompt, len(messages), fitted.tokens))
+        self.payload.sent(
+            prompt.system_message,
+            items,
+            fitted,
+            prompt=prompt,
+            messages=len(messages),
+            tools=self.tool_tokens,
+            offloaded=self._offloaded,
+        )
+        self._offloaded.clear()
         return messages
 
     async def clear(self) -> None:
@@ -197,8 +205,10 @@ def rebuild(
 
 def build_agentchat_agent(
     prompter: TaskPrompter,
-    model_client: ChatCompletionClient,
+    client: ChatCompletionClient,
     on_call: Callable[[ModelCall], None] | None = None,
+    *,
+    summariser: Summariser | None = None,
     **agent_kwargs: Any,
 ) -> AssistantAgent:
     """An `AssistantAgent` named after the profile whose model context is a `PolicyContext`."""
@@ -206,8 +216,6 @@ def build_agentchat_agent(
         if key in agent_kwargs:
             raise ConfigError(f"build_agent({prompter.name!r}): `{key}` is not accepted: {why}")
     history = agent_kwargs.pop("model_context", None)
-    summariser = agent_kwargs.pop("summariser", None)
-    agent_kwargs.setdefault("description", first_sentence(prompter.profile.base_message))
     settings = prompter.pipeline.settings
     artifacts = ArtifactStore(settings.artifacts_folder, owner=prompter.name)  # readable by this agent only
     tools = list(agent_kwargs.pop("tools", None) or [])
@@ -224,7 +232,7 @@ def build_agentchat_agent(
     ]
     context.tool_tokens = tool_definition_tokens(schemas, context.counter)
     return AssistantAgent(
-        prompter.name, model_client, system_message=None, model_context=context, tools=tools or None, **agent_kwargs
+        prompter.name, client, system_message=None, model_context=context, tools=tools or None, **agent_kwargs
     )
 
 
@@ -235,11 +243,6 @@ def stored_output_tool(artifacts: ArtifactStore, max_tokens: int, model: str) ->
         name=READ_TOOL_NAME,
         description=READ_TOOL_DESCRIPTION,
     )
-
-
-def first_sentence(text: str) -> str:
-    sentence, _, _ = text.strip().partition(". ")
-    return sentence if sentence.endswith(".") else sentence + "."
 
 
 def payload_items(messages: Sequence[LLMMessage]) -> list[Item]:

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import RagPromptsError
+from ..errors import RagPromptsError
+from ..tokens import TokenCounter
 from .history import cut_text
-from .tokens import TokenCounter
 
 _ID = re.compile(r"^[0-9a-f]{16}$")
 READ_TOOL_NAME = "read_stored_output"

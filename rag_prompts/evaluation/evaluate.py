@@ -13,13 +13,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError
+from ..loaders import load_document
+from ..pipeline import Pipeline
+from ..templates import packaged_prompt
 from .baselines import FixedChunksDense, RecursiveSplitterDense, WholeDocument
-from .config import packaged_prompt
 from .dataset import Dataset, Query, doc_id_of, restriction, sources_by_doc_id
-from .errors import ConfigError
-from .loaders import load_document
 from .metrics import QueryScore, Span, score_query
-from .pipeline import Pipeline
 
 DEFAULT_BUDGETS = (256, 512, 1024, 2048)
 OURS = "rag-prompts"
@@ -138,8 +138,8 @@ def evaluate(
         settings={
             "embedding_model": settings.embedding_model,
             "chunk_tokens": settings.chunk_tokens,
-            "context_window": settings.context_window,
-            "context_weight": settings.context_weight,
+            "neighbour_window": settings.neighbour_window,
+            "neighbour_weight": settings.neighbour_weight,
             "block_weight": settings.block_weight,
             "lexical_weight": settings.lexical_weight,
             "merge_sections": settings.merge_sections,

@@ -13,14 +13,14 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from .compose import BLOCK_SEPARATOR, compose_message, neutralise, render_block
-from .config import packaged_prompt
+from ..compose import BLOCK_SEPARATOR, compose_message, neutralise, render_block
+from ..embed import Embedder
+from ..errors import ConfigError
+from ..records import Chunk, Document, Hit
+from ..templates import packaged_prompt
+from ..tokens import TokenCounter
 from .dataset import Query, doc_id_of
-from .embed import Embedder
-from .errors import ConfigError
 from .metrics import Span
-from .records import Chunk, Document, Hit
-from .tokens import TokenCounter
 
 FIXED_CHUNK_CHARS = 500
 RECURSIVE_CHUNK_CHARS = 500

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .errors import ConfigError, LoadError
+from ..errors import ConfigError, LoadError
 from .metrics import Span
 
 
