@@ -7,7 +7,7 @@ first, then its manifest record names the new version (from then on searches sho
 other versions are deleted. A crash or kill at any step leaves every document whole in its old or new
 version; the next run finishes what was cut short and re-embeds only chunks not yet written. Files gone from
 an ingested folder lose their chunks; a file that fails to load is reported and skipped, and whatever the
-store held for it is kept. Only one ingest writes to an embedded store at a time (see `locking`).
+store held for it is kept. Only one ingest writes to a store at a time (see `locking`).
 """
 
 from __future__ import annotations
@@ -163,11 +163,13 @@ def ingest(
 ) -> IngestReport:
     """Bring the store in line with the documents under `paths` and report what changed.
 
-    Holds the store's writer lock throughout: another ingest of the same embedded store raises StoreBusyError
-    naming its pid, or is waited for with `wait=True`. A store failure raises StoreError; every document
+    Holds the store's writer lock throughout (a file beside an embedded store, a leased record in a server):
+    another ingest of the same store raises StoreBusyError naming its pid, or is waited for with `wait=True`. A store failure raises StoreError; every document
     committed before it stays, and a rerun resumes."""
-    with writer_lock(store.location, wait=wait):
-        return _Ingest(store, embedder, counter, chunk_tokens, context, group_chunks, progress, on_event).run(paths)
+    with writer_lock(store.location, wait=wait, collection=store.name) as lease:
+        work = _Ingest(store, embedder, counter, chunk_tokens, context, group_chunks, progress, on_event)
+        work.fence = lease.check
+        return work.run(paths)
 
 
 class _Ingest:
@@ -195,6 +197,7 @@ class _Ingest:
         )
         self._group: list[tuple[_Todo, list[Chunk]]] = []
         self._group_size = 0
+        self.fence: Callable[[], None] = lambda: None  # raises once the writer lock is lost (a server's lease)
 
     @property
     def embedder(self) -> Embedder:
@@ -354,6 +357,7 @@ class _Ingest:
             todo.source, str(todo.root), title, doc_hash=todo.doc_hash, stale=old is not None,
             chunks=len(chunks), tokens=sum(chunk.tokens for chunk in chunks),
         )  # fmt: skip
+        self.fence()
         self.store.put_records([record])
         self.report.chunks_written += written
         new = old is None or not old.committed
@@ -370,6 +374,7 @@ class _Ingest:
 
     def _remove(self, record: DocumentRecord) -> None:
         """Hide the document first (its record names no version), then delete its chunks, then the record."""
+        self.fence()
         self.store.put_records([replace(record, doc_hash="", pending="", stale=True)])
         ids = [chunk_id for chunk_id, _ in self.store.versions(record.source)]
         self._delete(ids)
