@@ -164,12 +164,26 @@ def ingest(
     """Bring the store in line with the documents under `paths` and report what changed.
 
     Holds the store's writer lock throughout (a file beside an embedded store, a leased record in a server):
-    another ingest of the same store raises StoreBusyError naming its pid, or is waited for with `wait=True`. A store failure raises StoreError; every document
-    committed before it stays, and a rerun resumes."""
+    another ingest of the same store raises StoreBusyError naming its pid, or is waited for with `wait=True`.
+    A store failure raises StoreError; every document committed before it stays, and a rerun resumes."""
     with writer_lock(store.location, wait=wait, collection=store.name) as lease:
         work = _Ingest(store, embedder, counter, chunk_tokens, context, group_chunks, progress, on_event)
         work.fence = lease.check
         return work.run(paths)
+
+
+def _blocks_around(chunks: Sequence[Chunk], indices: Sequence[int]) -> dict[int, str]:
+    """The block texts of the chunks at `indices` only: a slice of a large document must not rebuild every
+    block of the document (that made slicing quadratic). A block's chunks are contiguous, so the span of the
+    indices widened to whole blocks gives the same texts as the whole document would."""
+    if not indices:
+        return {}
+    low, high = min(indices), max(indices)
+    while low > 0 and chunks[low - 1].block == chunks[low].block:
+        low -= 1
+    while high + 1 < len(chunks) and chunks[high + 1].block == chunks[high].block:
+        high += 1
+    return block_texts(chunks[low : high + 1])
 
 
 class _Ingest:
@@ -404,7 +418,7 @@ class _Ingest:
         texts: dict[str, str] = {}  # content hash (of a chunk or a block text) -> text to embed alone
         blocks: list[dict[int, str]] = []
         for chunks, indices in zip(documents, wanted, strict=True):
-            blocks.append(block_texts(chunks) if block_weight else {})
+            blocks.append(_blocks_around(chunks, indices) if block_weight else {})
             for index in indices:
                 if chunks[index].vector_key in found:
                     continue
