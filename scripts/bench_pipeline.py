@@ -530,8 +530,10 @@ def bench_ingest_figures(args: argparse.Namespace, workdir: Path) -> dict[str, A
             f" {row['raw_encode_chunks_per_s']}/s; ingest over raw {row['over_raw_encode']:.3f} (wall),"
             f" {row['over_raw_encode_cpu']:.3f} (CPU seconds); load {row['load_average']}"
         )
-    say(f"[ingest] commands that need no model, each a fresh process ({load_average()})")
-    commands = bench_ingest.measure_commands(workdir / "memory-0", workdir)
+    commands: dict[str, Any] = {}
+    if memory and args.memory_embedder == "model" and not args.memory_store:  # they read the first memory store
+        say(f"[ingest] commands that need no model, each a fresh process ({load_average()})")
+        commands = bench_ingest.measure_commands(workdir / "memory-0", workdir)
     for name, row in commands.items():
         say(f"    {name}: {row['seconds']} s, exit {row['exit']}, model loaded: {row['model_loaded']}")
     return {"memory": memory, "throughput": rates, "commands": commands, "load_average": round(os.getloadavg()[0], 2)}
