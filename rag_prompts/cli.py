@@ -192,7 +192,7 @@ def _budgets(text: str) -> list[int]:
 
 def cmd_compact(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
-    with writer_lock(settings.store_location, wait=args.wait):
+    with writer_lock(settings.store_location, wait=args.wait, collection=settings.collection):
         chunks = compact_collection(settings.store_location, settings.collection)
     if args.json:
         _print_json({"collection": settings.collection, "chunks": chunks})

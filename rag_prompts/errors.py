@@ -33,7 +33,7 @@ class BudgetError(RagPromptsError):
 
 
 class StoreBusyError(StoreError):
-    """Another process is writing to the same embedded store (ingest or compact); the message names its pid."""
+    """Another process is writing to the same store (ingest or compact); the message names its pid."""
 
 
 class EmptyStoreError(StoreError):

@@ -7,7 +7,7 @@ first, then its manifest record names the new version (from then on searches sho
 other versions are deleted. A crash or kill at any step leaves every document whole in its old or new
 version; the next run finishes what was cut short and re-embeds only chunks not yet written. Files gone from
 an ingested folder lose their chunks; a file that fails to load is reported and skipped, and whatever the
-store held for it is kept. Only one ingest writes to an embedded store at a time (see `locking`).
+store held for it is kept. Only one ingest writes to a store at a time (see `locking`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from .errors import LoadError, RagPromptsError
 from .loaders import SUPPORTED_SUFFIXES, load_document
 from .locking import writer_lock
 from .manifest import DocumentRecord
-from .neighbours import block_texts, mix, vector_keys, window, with_block
+from .neighbours import block_texts, mix, text_groups, vector_keys, window, with_block
 from .records import Chunk
 from .store import SCHEMA_VERSION, ChunkStore
 from .tokens import TokenCounter
@@ -163,11 +163,13 @@ def ingest(
 ) -> IngestReport:
     """Bring the store in line with the documents under `paths` and report what changed.
 
-    Holds the store's writer lock throughout: another ingest of the same embedded store raises StoreBusyError
-    naming its pid, or is waited for with `wait=True`. A store failure raises StoreError; every document
-    committed before it stays, and a rerun resumes."""
-    with writer_lock(store.location, wait=wait):
-        return _Ingest(store, embedder, counter, chunk_tokens, neighbours, group_chunks, progress, on_event).run(paths)
+    Holds the store's writer lock throughout (a file beside an embedded store, a leased record in a server):
+    another ingest of the same store raises StoreBusyError naming its pid, or is waited for with `wait=True`.
+    A store failure raises StoreError; every document committed before it stays, and a rerun resumes."""
+    with writer_lock(store.location, wait=wait, collection=store.name) as lease:
+        work = _Ingest(store, embedder, counter, chunk_tokens, neighbours, group_chunks, progress, on_event)
+        work.fence = lease.check
+        return work.run(paths)
 
 
 class _Ingest:
@@ -195,6 +197,7 @@ class _Ingest:
         )
         self._group: list[tuple[_Todo, list[Chunk]]] = []
         self._group_size = 0
+        self.fence: Callable[[], None] = lambda: None  # raises once the writer lock is lost (a server's lease)
 
     @property
     def embedder(self) -> Embedder:
@@ -321,10 +324,11 @@ class _Ingest:
         present = self._present(todo)
         written = 0
         size = self.group_chunks
+        starts = text_groups(chunks) if self.neighbours.block_weight else None  # once for all slices
         for start in range(0, len(chunks), size):
             indices = [i for i in range(start, min(start + size, len(chunks))) if chunks[i].id not in present]
             if indices:
-                (mixed,) = self._vectors([chunks], [indices])
+                (mixed,) = self._vectors([chunks], [indices], starts)
                 self.store.add([chunks[i] for i in indices], mixed)
                 written += len(indices)
             self.progress("write", min(start + size, len(chunks)), len(chunks))
@@ -354,6 +358,7 @@ class _Ingest:
             todo.source, str(todo.root), title, doc_hash=todo.doc_hash, stale=old is not None,
             chunks=len(chunks), tokens=sum(chunk.tokens for chunk in chunks),
         )  # fmt: skip
+        self.fence()
         self.store.put_records([record])
         self.report.chunks_written += written
         new = old is None or not old.committed
@@ -370,6 +375,7 @@ class _Ingest:
 
     def _remove(self, record: DocumentRecord) -> None:
         """Hide the document first (its record names no version), then delete its chunks, then the record."""
+        self.fence()
         self.store.put_records([replace(record, doc_hash="", pending="", stale=True)])
         ids = [chunk_id for chunk_id, _ in self.store.versions(record.source)]
         self._delete(ids)
@@ -388,9 +394,12 @@ class _Ingest:
 
     # -- vectors ------------------------------------------------------------------------------------------
 
-    def _vectors(self, documents: Sequence[list[Chunk]], wanted: Sequence[list[int]]) -> list[np.ndarray]:
+    def _vectors(
+        self, documents: Sequence[list[Chunk]], wanted: Sequence[list[int]], starts: Sequence[int] | None = None
+    ) -> list[np.ndarray]:
         """For each document, the vectors of its chunks at `wanted` positions: reused from the store by vector
-        key where possible, else embedded (each chunk alone) and mixed with the embeddings of its window."""
+        key where possible, else embedded (each chunk alone) and mixed with the embeddings of its window and its
+        block text. A slice of one large document passes that document's `text_groups` once computed."""
         reach, weight = self.neighbours.window, self.neighbours.weight
         found = self.store.vectors_for_keys(
             chunks[i].vector_key for chunks, indices in zip(documents, wanted, strict=True) for i in indices
@@ -399,7 +408,7 @@ class _Ingest:
         texts: dict[str, str] = {}  # content hash (of a chunk or a block text) -> text to embed alone
         blocks: list[dict[int, str]] = []
         for chunks, indices in zip(documents, wanted, strict=True):
-            blocks.append(block_texts(chunks) if block_weight else {})
+            blocks.append(block_texts(chunks, starts, indices) if block_weight else {})
             for index in indices:
                 if chunks[index].vector_key in found:
                     continue

@@ -102,4 +102,3 @@ class ComposedPrompt:
     encoding: str
     chunks: tuple[IncludedChunk, ...] = ()
     dropped: tuple[DroppedChunk, ...] = field(default=())
-

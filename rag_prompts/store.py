@@ -28,6 +28,7 @@ from .defaults import CACHED_CHUNKS
 from .errors import EmptyStoreError, StoreError
 from .manifest import DocumentRecord, Manifest, manifest_name
 from .records import Chunk, Hit
+from .server_lock import ServerLock
 
 SCHEMA_VERSION = 2  # 2: fields not filtered on are packed into one JSON metadata value
 _PACKED = "chunk"
@@ -151,6 +152,13 @@ def open_store(
         if not manifest.exists():
             store.adopt()
         return store
+
+
+def server_lock(location: str, collection: str, lease: float) -> ServerLock:
+    """The writer lock of `collection` on the Chroma server at `location` (not yet taken)."""
+    from chromadb.errors import NotFoundError
+
+    return ServerLock(_client(location), collection, location, missing=NotFoundError, lease=lease)
 
 
 def delete_collection(location: str, collection: str) -> None:

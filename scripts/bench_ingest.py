@@ -9,6 +9,7 @@ backend (torch, onnx fp32, onnx int8), measured in one run; the ratios are inges
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -17,7 +18,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -52,12 +54,35 @@ def big_text(path: Path, megabytes: float, seed: int = 7) -> Path:
     return path
 
 
-def child(corpus: str, store: str, backend: str, precision: str) -> int:
-    """Ingest `corpus` into a fresh store at `store` and print one JSON line of figures."""
+class HashEmbedder:
+    """A stand-in for the model where only memory is measured: each text's vector comes from its hash (unit
+    length, 384 dimensions, the same text always the same vector), in microseconds rather than milliseconds."""
+
+    name = "bench-hash-384"
+    dimension = 384
+
+    def embed(self, texts: Sequence[str]) -> Any:
+        import numpy as np
+
+        vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
+        for row, text in enumerate(texts):
+            seed = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+            vectors[row] = np.random.default_rng(seed).standard_normal(self.dimension)
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+    def embed_query(self, text: str) -> Any:
+        return self.embed([text])[0]
+
+
+def child(corpus: str, store: str, backend: str, precision: str, embedder_kind: str = "model") -> int:
+    """Ingest `corpus` into a fresh store at `store` (a folder or a server URL) and print one JSON line of figures."""
     from rag_prompts import Pipeline, SentenceTransformerEmbedder, load_settings
 
-    settings = load_settings(None, environ={}, store=store, collection="bench-memory")
-    embedder = SentenceTransformerEmbedder(settings.embedding_model, backend=backend, precision=precision)
+    collection = f"bench-memory-{os.getpid()}" if store.startswith("http") else "bench-memory"
+    settings = load_settings(None, environ={}, store=store, collection=collection)
+    embedder: Any = HashEmbedder()
+    if embedder_kind == "model":
+        embedder = SentenceTransformerEmbedder(settings.embedding_model, backend=backend, precision=precision)
     embedder.embed(["warm-up " * 60] * 64)
     model_mb = peak_rss_mb()
     began = time.perf_counter()
@@ -67,6 +92,8 @@ def child(corpus: str, store: str, backend: str, precision: str) -> int:
         json.dumps(
             {
                 "corpus": corpus,
+                "store": "server" if store.startswith("http") else "embedded",
+                "embedder": embedder.name,
                 "chunks": report.chunks_embedded,
                 "files": len(report.added),
                 "failed": len(report.failed),
@@ -80,13 +107,18 @@ def child(corpus: str, store: str, backend: str, precision: str) -> int:
     return 0
 
 
-def measure_memory(corpora: Sequence[Path], workdir: Path, backend: str = "auto") -> list[dict[str, Any]]:
-    """Peak RSS above the loaded model for an ingest of each corpus, each in its own process."""
+def measure_memory(
+    corpora: Sequence[Path], workdir: Path, backend: str = "auto", embedder: str = "model", server: str = ""
+) -> list[dict[str, Any]]:
+    """Peak RSS above the loaded model for an ingest of each corpus, each in its own process; into a fresh
+    embedded store, or a fresh collection of the Chroma server at `server` (whose index then lives in the
+    server's memory, not the ingest's)."""
     results = []
     for index, corpus in enumerate(corpora):
         environ = {**os.environ, "PYTHONPATH": str(ROOT)}
+        store = server or str(workdir / f"memory-{index}")
         done = subprocess.run(
-            [sys.executable, __file__, "--child", str(corpus), str(workdir / f"memory-{index}"), backend, "fp32"],
+            [sys.executable, __file__, "--child", str(corpus), store, backend, "fp32", embedder],
             capture_output=True, text=True, env=environ,
         )  # fmt: skip
         if done.returncode != 0:
@@ -95,35 +127,59 @@ def measure_memory(corpora: Sequence[Path], workdir: Path, backend: str = "auto"
     return results
 
 
+def _timed(work: Callable[[], Any]) -> tuple[Any, float, float]:
+    """What `work` returns, with its wall seconds and this process's CPU seconds."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = work()
+    return result, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def _raw_encode(model: Any, texts: list[str]) -> Any:
+    return model.encode(texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False)
+
+
 def measure_throughput(corpus: Path, workdir: Path) -> dict[str, Any]:
-    """Chunks/s of raw sentence-transformers encode and of ingest through each backend, on the same texts."""
+    """Texts/s of ingest through each backend over raw sentence-transformers encode, on the same texts, in one run.
+
+    Each backend's ingest is paired with a raw encode run right before it, so a change in the machine's load
+    between pairs does not land on one side of a ratio; the ratio is also given in CPU seconds (this process's),
+    which other processes on a shared machine disturb far less than wall time. The ingest embeds each chunk and
+    each block once (`chunks_embedded`); raw encode embeds the same texts (recorded from the first ingest)."""
     from rag_prompts import Pipeline, SentenceTransformerEmbedder, load_settings
 
     figures: dict[str, Any] = {}
     texts: list[str] = []
+    raw_model: Any = None
     for name, backend, precision in [("torch", "torch", "fp32"), ("onnx fp32", "onnx", "fp32"),
                                      ("onnx int8", "onnx", "int8")]:  # fmt: skip
         settings = load_settings(None, environ={}, store=str(workdir / f"rate-{backend}-{precision}"))
         embedder = SentenceTransformerEmbedder(settings.embedding_model, backend=backend, precision=precision)
         embedder.embed(["warm-up"] * 8)
-        pipeline = Pipeline(settings, embedder=embedder)
-        began = time.perf_counter()
-        report = pipeline.ingest([corpus])
-        seconds = time.perf_counter() - began
-        figures[name] = {"chunks": report.chunks_embedded, "seconds": round(seconds, 2),
-                         "chunks_per_s": round(report.chunks_embedded / seconds, 1)}  # fmt: skip
         if not texts:
-            ids = [chunk_id for entry in pipeline.store.documents().values() for chunk_id in entry.chunk_ids]
-            texts = [chunk.embedding_text for chunk in pipeline.store.chunks(ids)]
-            model = embedder._model
-            began = time.perf_counter()
-            model.encode(texts, batch_size=embedder.batch_size, normalize_embeddings=True, show_progress_bar=False)
-            raw = time.perf_counter() - began
-            figures["raw encode"] = {"chunks": len(texts), "seconds": round(raw, 2),
-                                     "chunks_per_s": round(len(texts) / raw, 1)}  # fmt: skip
-    raw_rate = figures["raw encode"]["chunks_per_s"]
-    for name in ("torch", "onnx fp32", "onnx int8"):
-        figures[name]["over_raw_encode"] = round(figures[name]["chunks_per_s"] / raw_rate, 3)
+            raw_model = embedder._model
+            record = embedder.embed
+
+            def recording(batch: Sequence[str], record: Any = record) -> Any:
+                texts.extend(batch)
+                return record(batch)
+
+            embedder.embed = recording  # type: ignore[method-assign]
+        pipeline = Pipeline(settings, embedder=embedder)
+        pipeline.store  # noqa: B018 - opened before the clock starts
+        if texts:
+            _, raw_s, raw_cpu = _timed(partial(_raw_encode, raw_model, texts))
+        report, seconds, cpu = _timed(partial(pipeline.ingest, [corpus]))
+        if name == "torch":  # the texts are known only now: its raw pair comes after
+            _, raw_s, raw_cpu = _timed(partial(_raw_encode, raw_model, texts))
+        rate, raw_rate = report.chunks_embedded / seconds, len(texts) / raw_s
+        figures[name] = {
+            "chunks": report.chunks_embedded, "seconds": round(seconds, 2), "chunks_per_s": round(rate, 1),
+            "raw_encode_s": round(raw_s, 2), "raw_encode_chunks_per_s": round(raw_rate, 1),
+            "over_raw_encode": round(rate / raw_rate, 3),
+            "cpu_s": round(cpu, 2), "raw_encode_cpu_s": round(raw_cpu, 2),
+            "over_raw_encode_cpu": round((report.chunks_embedded / cpu) / (len(texts) / raw_cpu), 3),
+            "load_average": round(os.getloadavg()[0], 2),
+        }  # fmt: skip
     return figures
 
 
@@ -170,7 +226,7 @@ def measure_commands(store: Path, workdir: Path) -> dict[str, dict[str, Any]]:
 
 def main(argv: Sequence[str]) -> int:
     if argv[:1] == ["--child"]:
-        return child(*argv[1:5])
+        return child(*argv[1:6])
     with tempfile.TemporaryDirectory(prefix="rag-bench-ingest-") as tmp:
         print(json.dumps(measure_memory([Path(path) for path in argv], Path(tmp)), indent=2))
     return 0

@@ -112,7 +112,7 @@ def test_message_layout_labels_and_fences_each_chunk(counter: TokenCounter) -> N
     )
     message = prompt.system_message
     assert message.startswith("Base message.\n\n# Policy excerpts\n")
-    assert '<policy source="x/y.md">\n§ A > \'B\'\nBody ‹¦endoftext¦› text\n</policy>' in message
+    assert "<policy source=\"x/y.md\">\n§ A > 'B'\nBody ‹¦endoftext¦› text\n</policy>" in message
     assert prompt.chunks[0].tokens > 0 and prompt.encoding == "cl100k_base"
 
 

@@ -236,3 +236,27 @@ def test_a_repetitive_document_stores_each_passage_once_and_hides_no_other_docum
         restricted = pipeline.search(question, k=5, sources=[name])
         assert [hit.chunk.source for hit in restricted] == [name]
     assert pipeline.stats().chunks == len(distinct) + 3
+
+
+def test_a_document_written_in_slices_gets_the_vectors_of_one_written_whole(
+    tmp_path: Path, embedder: SentenceTransformerEmbedder
+) -> None:
+    """Slices of 8 chunks cut through paragraphs of about 3 chunks: each chunk still leans towards its whole
+    block's embedding, so the stored vectors equal those of the same document written in one piece."""
+    paragraphs = [
+        " ".join(
+            f"Clause {p}.{s}: the desk {p} reviews request {s} within {p + s} days of receipt."
+            for s in range(3 + p % 4)
+        )
+        for p in range(12)
+    ]
+    write(tmp_path / "docs" / "long.md", "# Long policy\n\n" + "\n\n".join(paragraphs) + "\n")
+    sliced = make_pipeline(tmp_path / "sliced", embedder, ingest_group_chunks=8, chunk_tokens=40)
+    whole = make_pipeline(tmp_path / "whole", embedder, ingest_group_chunks=100_000, chunk_tokens=40)
+    assert sliced.ingest([tmp_path / "docs"]).ok and whole.ingest([tmp_path / "docs"]).ok
+    ids = whole.store.documents()["long.md"].chunk_ids
+    assert len(ids) > 3 * 8 and sorted(ids) == sorted(sliced.store.documents()["long.md"].chunk_ids)
+    expected = whole.store.vectors_for_keys(chunk.vector_key for chunk in whole.store.chunks(ids))
+    got = sliced.store.vectors_for_keys(expected)
+    assert len({chunk.block for chunk in whole.store.chunks(ids)}) < len(ids)  # blocks of several chunks
+    assert all(np.abs(got[key] - vector).max() < 1e-6 for key, vector in expected.items())
