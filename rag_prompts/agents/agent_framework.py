@@ -284,7 +284,6 @@ def build_af_agent(
         StoredOutputs(artifacts, profile.tool_output_tokens, guard),
         guard,
     ]
-    agent_kwargs.setdefault("description", prompter.description)
     return Agent(
         chat_client,
         name=prompter.name,

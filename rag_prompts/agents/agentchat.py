@@ -207,6 +207,8 @@ def build_agentchat_agent(
     prompter: TaskPrompter,
     model_client: ChatCompletionClient,
     on_call: Callable[[ModelCall], None] | None = None,
+    *,
+    summariser: Summariser | None = None,
     **agent_kwargs: Any,
 ) -> AssistantAgent:
     """An `AssistantAgent` named after the profile whose model context is a `PolicyContext`."""
@@ -214,8 +216,6 @@ def build_agentchat_agent(
         if key in agent_kwargs:
             raise ConfigError(f"build_agent({prompter.name!r}): `{key}` is not accepted: {why}")
     history = agent_kwargs.pop("model_context", None)
-    summariser = agent_kwargs.pop("summariser", None)
-    agent_kwargs.setdefault("description", first_sentence(prompter.profile.base_message))
     settings = prompter.pipeline.settings
     artifacts = ArtifactStore(settings.artifacts_folder, owner=prompter.name)  # readable by this agent only
     tools = list(agent_kwargs.pop("tools", None) or [])
@@ -243,11 +243,6 @@ def stored_output_tool(artifacts: ArtifactStore, max_tokens: int, model: str) ->
         name=READ_TOOL_NAME,
         description=READ_TOOL_DESCRIPTION,
     )
-
-
-def first_sentence(text: str) -> str:
-    sentence, _, _ = text.strip().partition(". ")
-    return sentence if sentence.endswith(".") else sentence + "."
 
 
 def payload_items(messages: Sequence[LLMMessage]) -> list[Item]:
