@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from autogen import ConversableAgent
 
-from rag_prompts import ConfigError, Pipeline, TokenCounter
+from rag_prompts import ConfigError, ModelCall, Pipeline, TokenCounter
 from rag_prompts.classic import build_agent
 
 from .agent_helpers import corpus_tags, sources_in
@@ -118,3 +118,17 @@ def test_classic_errors_are_clear(corpus_pipeline: Pipeline) -> None:
         build_agent("nobody", LLM_CONFIG, pipeline=corpus_pipeline)
     with pytest.raises(ConfigError, match="system_message"):
         build_agent("claims_triage", LLM_CONFIG, pipeline=corpus_pipeline, system_message="Be helpful.")
+
+
+def test_on_call_sees_each_payload_as_sent(corpus_pipeline: Pipeline, counter: TokenCounter) -> None:
+    records: list[ModelCall] = []
+    agent, calls = recorded_agent("claims_triage", corpus_pipeline, ["one", "two"], on_call=records.append)
+    user = ConversableAgent("user", llm_config=False, human_input_mode="NEVER", code_execution_config=False)
+    for number, turn in enumerate(["Who approves a $26,400 contents claim?", "And one of $90,000?"]):
+        user.initiate_chat(agent, message=turn, max_turns=1, clear_history=number == 0, silent=True)
+    assert [record.call for record in records] == [1, 2]
+    for record, call in zip(records, calls, strict=True):
+        expected = 3 + sum(3 + counter.count(m["role"]) + counter.count(str(m["content"])) for m in call)
+        assert (record.agent, record.messages, record.tokens) == ("claims_triage", len(call), expected)
+        assert record.prompt is not None and record.prompt.system_message == the_system_message(call)
+        assert record.budget == corpus_pipeline.settings.profile("claims_triage").payload_budget

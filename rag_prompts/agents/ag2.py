@@ -42,7 +42,7 @@ class PolicyAgent(AssistantAgent):
 
 def build_ag2_agent(
     prompter: TaskPrompter,
-    llm_config: Any,
+    client: Any,
     on_call: Callable[[ModelCall], None] | None = None,
     *,
     summariser: Summariser | None = None,
@@ -65,7 +65,7 @@ def build_ag2_agent(
     agent = PolicyAgent(
         name=prompter.name,
         system_message=prompter.prompt_for("").system_message,
-        llm_config=llm_config,
+        llm_config=client,  # AG2's llm_config
         update_agent_state_before_reply=hooks,
         **agent_kwargs,
     )

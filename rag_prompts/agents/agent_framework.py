@@ -251,7 +251,7 @@ def runs_chat_middleware(client: object) -> bool:
 
 def build_af_agent(
     prompter: TaskPrompter,
-    chat_client: SupportsChatGetResponse[Any],
+    client: SupportsChatGetResponse[Any],
     on_call: Callable[[ModelCall], None] | None = None,
     *,
     summariser: Summariser | None = None,
@@ -262,9 +262,9 @@ def build_af_agent(
     for key, why in _REFUSED.items():
         if key in agent_kwargs or key in (agent_kwargs.get("default_options") or {}):
             raise ConfigError(f"build_agent({prompter.name!r}): `{key}` is not accepted: {why}")
-    if not runs_chat_middleware(chat_client):
+    if not runs_chat_middleware(client):
         raise ConfigError(
-            f"build_agent({prompter.name!r}): the chat client ({type(chat_client).__name__}) runs no chat middleware,"
+            f"build_agent({prompter.name!r}): the chat client ({type(client).__name__}) runs no chat middleware,"
             " so the payload guard could not run; use an Agent Framework client (they all include"
             " ChatMiddlewareLayer) or add the layer to yours"
         )
@@ -285,7 +285,7 @@ def build_af_agent(
         guard,
     ]
     return Agent(
-        chat_client,
+        client,
         name=prompter.name,
         tools=tools or None,
         context_providers=providers,

@@ -205,7 +205,7 @@ def rebuild(
 
 def build_agentchat_agent(
     prompter: TaskPrompter,
-    model_client: ChatCompletionClient,
+    client: ChatCompletionClient,
     on_call: Callable[[ModelCall], None] | None = None,
     *,
     summariser: Summariser | None = None,
@@ -232,7 +232,7 @@ def build_agentchat_agent(
     ]
     context.tool_tokens = tool_definition_tokens(schemas, context.counter)
     return AssistantAgent(
-        prompter.name, model_client, system_message=None, model_context=context, tools=tools or None, **agent_kwargs
+        prompter.name, client, system_message=None, model_context=context, tools=tools or None, **agent_kwargs
     )
 
 
