@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from .config import packaged_prompt
 from .errors import BudgetError
 from .fence import attribute as _attribute
 from .fence import neutralise as neutralise  # re-exported: the eval checks spans with it
 from .records import Chunk, ComposedPrompt, DroppedChunk, Hit, IncludedChunk
+from .templates import packaged_prompt
 from .tokens import TokenCounter
 
 BLOCK_SEPARATOR = "\n\n"

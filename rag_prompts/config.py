@@ -5,27 +5,19 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .defaults import CACHED_CHUNKS, DEFAULT_EMBEDDING_MODEL
 from .errors import ConfigError
+from .payload.history import SUMMARY_TOKENS
 from .payload.limits import DEFAULT_REPLY_RESERVE, context_limit
-from .store import CACHED_CHUNKS
+from .templates import packaged_prompt
 
 CONFIG_FILE_NAME = "rag_prompts.toml"
 ENV_PREFIX = "RAG_PROMPTS_"
-DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
-DEFAULT_PAYLOAD_BUDGET = 8_192 - DEFAULT_REPLY_RESERVE
-
-
-@cache
-def packaged_prompt(name: str) -> str:
-    """A prompt template shipped with the package (`rag_prompts/prompts/NAME.txt`)."""
-    return resources.files("rag_prompts").joinpath("prompts", f"{name}.txt").read_text("utf-8").strip()
 
 
 class AgentProfile(BaseModel):
@@ -56,10 +48,10 @@ class ResolvedProfile(BaseModel):
     budget: int = Field(ge=1)
     tags: tuple[str, ...]
     model: str = Field(min_length=1)
-    payload_budget: int = Field(default=DEFAULT_PAYLOAD_BUDGET, ge=1)  # context limit - reply reserve
-    history_turns: int = Field(default=0, ge=0)  # 0: as many turns as fit
-    summary_tokens: int = Field(default=256, ge=0)  # 0: dropped history is not summarised
-    tool_output_tokens: int = Field(default=1000, ge=64)
+    payload_budget: int = Field(ge=1)  # context limit - reply reserve
+    history_turns: int = Field(ge=0)  # 0: as many turns as fit
+    summary_tokens: int = Field(ge=0)  # 0: dropped history is not summarised
+    tool_output_tokens: int = Field(ge=64)
 
     @model_validator(mode="after")
     def _room_for_the_conversation(self) -> ResolvedProfile:
@@ -96,7 +88,7 @@ class Settings(BaseModel):
     context_limit: int | None = Field(default=None, ge=256)  # None: the model's known context window
     reply_reserve: int = Field(default=DEFAULT_REPLY_RESERVE, ge=0)
     history_turns: int = Field(default=0, ge=0)
-    summary_tokens: int = Field(default=256, ge=0)
+    summary_tokens: int = Field(default=SUMMARY_TOKENS, ge=0)
     tool_output_tokens: int = Field(default=1000, ge=64)
     payload_log: str = ""  # a JSONL file every agent's per-call token record is appended to ("": logger only)
     artifacts: str = ""  # where large tool outputs are stored ("": beside the store)
@@ -187,35 +179,8 @@ def _first_set(*values: Any) -> Any:
     return next((value for value in values if value is not None), None)
 
 
-_ENV_KEYS = {
-    "store": "STORE",
-    "collection": "COLLECTION",
-    "corpus": "CORPUS",
-    "embedding_model": "EMBEDDING_MODEL",
-    "embedding_device": "EMBEDDING_DEVICE",
-    "embedding_batch_size": "EMBEDDING_BATCH_SIZE",
-    "embedding_backend": "EMBEDDING_BACKEND",
-    "embedding_precision": "EMBEDDING_PRECISION",
-    "chunk_tokens": "CHUNK_TOKENS",
-    "context_window": "CONTEXT_WINDOW",
-    "context_weight": "CONTEXT_WEIGHT",
-    "block_weight": "BLOCK_WEIGHT",
-    "merge_sections": "MERGE_SECTIONS",
-    "expand_context": "EXPAND_CONTEXT",
-    "cached_chunks": "CACHED_CHUNKS",
-    "ingest_group_chunks": "INGEST_GROUP_CHUNKS",
-    "model": "MODEL",
-    "k": "K",
-    "budget": "BUDGET",
-    "base_message": "BASE_MESSAGE",
-    "context_limit": "CONTEXT_LIMIT",
-    "reply_reserve": "REPLY_RESERVE",
-    "history_turns": "HISTORY_TURNS",
-    "summary_tokens": "SUMMARY_TOKENS",
-    "tool_output_tokens": "TOOL_OUTPUT_TOKENS",
-    "payload_log": "PAYLOAD_LOG",
-    "artifacts": "ARTIFACTS",
-}
+_NOT_FROM_ENVIRONMENT = frozenset({"agents", "base_dir"})  # a table of profiles; the config file's folder
+_ENV_KEYS = {key: key.upper() for key in Settings.model_fields if key not in _NOT_FROM_ENVIRONMENT}
 
 
 def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from .config import DEFAULT_EMBEDDING_MODEL
+from .defaults import DEFAULT_EMBEDDING_MODEL
 from .errors import EmbeddingError
 
 _BUNDLED_NAMES = {DEFAULT_EMBEDDING_MODEL.lower(), f"sentence-transformers/{DEFAULT_EMBEDDING_MODEL}".lower()}

@@ -24,6 +24,7 @@ import numpy as np
 import orjson
 
 from . import crashpoints
+from .defaults import CACHED_CHUNKS
 from .errors import EmptyStoreError, StoreError
 from .manifest import DocumentRecord, Manifest, manifest_name
 from .records import Chunk, Hit
@@ -33,7 +34,6 @@ _PACKED = "chunk"
 _PAGE = 5000
 OVERFETCH_MIN_CHUNKS = 20_000  # below this, Chroma's own filter is the faster way to search with one
 OVERFETCH_FACTORS = (2, 8, 32)  # unfiltered candidates per wanted hit, before falling back to Chroma's filter
-CACHED_CHUNKS = 10_000  # chunk records (text, fields, vector) kept in memory: about 3 KB each at 384 dimensions
 NO_DOCUMENTS = "the store has no documents: run `rag-prompts ingest` first"
 
 

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from rag_prompts import ConfigError, load_settings
+from rag_prompts import ConfigError, Settings, load_settings
 
 from .conftest import CONFIG, write
 
@@ -72,3 +73,22 @@ def test_profile_overrides_are_validated() -> None:
         settings.profile("claims_triage", k=500)
     with pytest.raises(ConfigError, match="unknown profile override.*top_k"):
         settings.profile("claims_triage", top_k=3)
+
+
+def test_every_top_level_setting_is_read_from_its_environment_variable() -> None:
+    defaults = Settings(base_dir=Path("/tmp"))
+    chosen: dict[str, Any] = {"store": "http://127.0.0.1:9", "corpus": ("a", "b"), "embedding_backend": "torch",
+                              "embedding_precision": "int8", "context_limit": 4096}  # fmt: skip
+    for key in Settings.model_fields:
+        if key in {"agents", "base_dir"} or key in chosen:
+            continue
+        value = getattr(defaults, key)
+        if isinstance(value, bool):
+            chosen[key] = not value
+        elif isinstance(value, int | float):
+            chosen[key] = value / 2 if isinstance(value, float) else value + 1
+        else:
+            chosen[key] = "x1x"
+    environ = {f"RAG_PROMPTS_{key.upper()}": ":".join(v) if key == "corpus" else str(v) for key, v in chosen.items()}
+    settings = load_settings(None, environ=environ)
+    assert {key: getattr(settings, key) for key in chosen} == chosen

@@ -14,10 +14,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from ..compose import BLOCK_SEPARATOR, compose_message, neutralise, render_block
-from ..config import packaged_prompt
 from ..embed import Embedder
 from ..errors import ConfigError
 from ..records import Chunk, Document, Hit
+from ..templates import packaged_prompt
 from ..tokens import TokenCounter
 from .dataset import Query, doc_id_of
 from .metrics import Span

@@ -13,10 +13,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import packaged_prompt
 from ..errors import ConfigError
 from ..loaders import load_document
 from ..pipeline import Pipeline
+from ..templates import packaged_prompt
 from .baselines import FixedChunksDense, RecursiveSplitterDense, WholeDocument
 from .dataset import Dataset, Query, doc_id_of, restriction, sources_by_doc_id
 from .metrics import QueryScore, Span, score_query

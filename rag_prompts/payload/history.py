@@ -23,6 +23,7 @@ from ..tokens import MESSAGE_OVERHEAD, REPLY_PRIMING, TokenCounter
 
 TOOL_CALL_OVERHEAD = 8  # the call id, type and JSON structure around a tool call's name and arguments
 CUT_MARK = "\n[… cut to fit the payload budget …]\n"
+SUMMARY_TOKENS = 256  # the default cap on the running summary of dropped history
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class HistoryPolicy:
     """How much history one agent sends. `max_turns=None` keeps every turn that fits."""
 
     max_turns: int | None = None
-    summary_tokens: int = 256  # 0: dropped messages are not summarised
+    summary_tokens: int = SUMMARY_TOKENS  # 0: dropped messages are not summarised
     keep_task: bool = True
 
 
