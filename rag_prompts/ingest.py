@@ -22,12 +22,12 @@ import numpy as np
 
 from . import crashpoints
 from .chunking import chunk_document, sha256, with_nearby
-from .context import block_texts, mix, vector_keys, window, with_block
 from .embed import Embedder
 from .errors import LoadError, RagPromptsError
 from .loaders import SUPPORTED_SUFFIXES, load_document
 from .locking import writer_lock
 from .manifest import DocumentRecord
+from .neighbours import block_texts, mix, vector_keys, window, with_block
 from .records import Chunk
 from .store import SCHEMA_VERSION, ChunkStore
 from .tokens import TokenCounter

@@ -1,4 +1,4 @@
-"""Context-aware chunk vectors: a chunk's vector leans towards its neighbours' and its block's, so a short chunk
+"""Neighbour-mixed chunk vectors: a chunk's vector leans towards its neighbours' and its block's, so a short chunk
 is found by what its passage, paragraph or clause is about, not only by its own few words.
 
 mixed(i) = normalise(e(i) + weight * mean(e(i - window) .. e(i + window))) over the chunks of one document, where
