@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -276,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    warnings.filterwarnings("default", r".* is deprecated: use ", DeprecationWarning)  # renamed settings keys
     args = build_parser().parse_args(argv)
     for name in ("k", "budget"):
         value = getattr(args, name, None)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+import warnings
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -77,8 +78,8 @@ class Settings(BaseModel):
     embedding_backend: Literal["auto", "onnx", "torch"] = "auto"
     embedding_precision: Literal["fp32", "int8"] = "fp32"  # int8: a quantised ONNX copy, faster on CPU, less exact
     chunk_tokens: int = Field(default=40, ge=16, le=8192)
-    context_window: int = Field(default=2, ge=0, le=16)
-    context_weight: float = Field(default=0.5, ge=0.0, le=10.0)
+    neighbour_window: int = Field(default=2, ge=0, le=16)  # neighbours on each side mixed into a chunk's vector
+    neighbour_weight: float = Field(default=0.5, ge=0.0, le=10.0)
     block_weight: float = Field(default=0.3, ge=0.0, le=1.0)
     cached_chunks: int = Field(default=CACHED_CHUNKS, ge=0)
     ingest_group_chunks: int = Field(default=1024, ge=8, le=100_000)  # chunks embedded and written together
@@ -181,15 +182,27 @@ def _first_set(*values: Any) -> Any:
 
 _NOT_FROM_ENVIRONMENT = frozenset({"agents", "base_dir"})  # a table of profiles; the config file's folder
 _ENV_KEYS = {key: key.upper() for key in Settings.model_fields if key not in _NOT_FROM_ENVIRONMENT}
+RENAMED = {"context_window": "neighbour_window", "context_weight": "neighbour_weight"}  # old key -> new key
+
+
+def _renamed(values: dict[str, Any], where: str, spell: Callable[[str], str] = str) -> dict[str, Any]:
+    """`values` with deprecated keys moved to their new names (a key set under both names keeps the new one),
+    each with a one-line DeprecationWarning naming the new key."""
+    for old, new in RENAMED.items():
+        if old in values:
+            warnings.warn(f"{where}{spell(old)} is deprecated: use {spell(new)}", DeprecationWarning, stacklevel=4)
+            value = values.pop(old)
+            values.setdefault(new, value)
+    return values
 
 
 def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
-    for key, suffix in _ENV_KEYS.items():
+    for key, suffix in [*_ENV_KEYS.items(), *((old, old.upper()) for old in RENAMED)]:
         raw = environ.get(ENV_PREFIX + suffix)
         if raw is not None:
             values[key] = [part for part in raw.split(os.pathsep) if part] if key == "corpus" else raw
-    return values
+    return _renamed(values, "", lambda key: ENV_PREFIX + key.upper())
 
 
 def _describe(error: ValidationError, origin: Mapping[str, str]) -> str:
@@ -221,6 +234,7 @@ def load_settings(
             raise ConfigError(f"{config_path}: invalid TOML: {error}") from error
         except (OSError, UnicodeDecodeError) as error:
             raise ConfigError(f"{config_path}: cannot read: {error}") from error
+        values = _renamed(values, f"{config_path}: ")
         origin = {key: f"{config_path}: " for key in values}
         base_dir = config_path.resolve().parent
     elif explicit:
@@ -230,7 +244,7 @@ def load_settings(
     environment = _from_environment(environ)
     origin.update({key: f"{ENV_PREFIX}{_ENV_KEYS[key]}: " for key in environment})
     values.update(environment)
-    values.update({key: value for key, value in overrides.items() if value is not None})
+    values.update(_renamed({key: value for key, value in overrides.items() if value is not None}, "load_settings: "))
     try:
         return Settings(**values, base_dir=base_dir)
     except ValidationError as error:

@@ -38,8 +38,8 @@ GROUP_CHUNKS = 1024  # chunks embedded and written together: small documents are
 
 
 @dataclass(frozen=True)
-class Context:
-    """How chunk vectors take in their neighbours (see `context`); window 0 embeds each chunk alone."""
+class NeighbourMix:
+    """How chunk vectors take in their neighbours (see `neighbours`); window 0 embeds each chunk alone."""
 
     window: int = 2
     weight: float = 0.5
@@ -155,7 +155,7 @@ def ingest(
     embedder: EmbedderSource,
     counter: TokenCounter,
     chunk_tokens: int,
-    context: Context = Context(),
+    neighbours: NeighbourMix = NeighbourMix(),
     group_chunks: int = GROUP_CHUNKS,
     progress: ProgressFn | None = None,
     on_event: Callable[[str, str], None] | None = None,
@@ -167,7 +167,7 @@ def ingest(
     naming its pid, or is waited for with `wait=True`. A store failure raises StoreError; every document
     committed before it stays, and a rerun resumes."""
     with writer_lock(store.location, wait=wait):
-        return _Ingest(store, embedder, counter, chunk_tokens, context, group_chunks, progress, on_event).run(paths)
+        return _Ingest(store, embedder, counter, chunk_tokens, neighbours, group_chunks, progress, on_event).run(paths)
 
 
 class _Ingest:
@@ -177,21 +177,21 @@ class _Ingest:
         embedder: EmbedderSource,
         counter: TokenCounter,
         chunk_tokens: int,
-        context: Context,
+        neighbours: NeighbourMix,
         group_chunks: int,
         progress: ProgressFn | None,
         on_event: Callable[[str, str], None] | None,
     ) -> None:
-        self.store, self.counter, self.chunk_tokens, self.context = store, counter, chunk_tokens, context
+        self.store, self.counter, self.chunk_tokens, self.neighbours = store, counter, chunk_tokens, neighbours
         self.group_chunks = max(1, group_chunks)
         self._embedder_source = embedder
         self._embedder: Embedder | None = embedder if isinstance(embedder, Embedder) else None
         self.progress: ProgressFn = progress or (lambda stage, done, total: None)
         self.event = on_event or (lambda kind, what: None)
         self.report = IngestReport()
-        self.fingerprint = (
+        self.fingerprint = (  # "context=" is the label stored documents carry: renaming it would re-embed them
             f"chunker={CHUNKER_VERSION};tokens={chunk_tokens};encoding={counter.encoding_name}"
-            f";context={context.window},{context.weight},{context.block_weight};store_schema={SCHEMA_VERSION}"
+            f";context={neighbours.window},{neighbours.weight},{neighbours.block_weight};store_schema={SCHEMA_VERSION}"
         )
         self._group: list[tuple[_Todo, list[Chunk]]] = []
         self._group_size = 0
@@ -275,7 +275,7 @@ class _Ingest:
         try:
             document = load_document(todo.file, todo.root)
             chunks = distinct(chunk_document(document, self.counter, self.chunk_tokens, todo.doc_hash))
-            keys = vector_keys(chunks, self.context.window, self.context.weight, self.context.block_weight)
+            keys = vector_keys(chunks, self.neighbours.window, self.neighbours.weight, self.neighbours.block_weight)
         except LoadError as error:
             self._fail(str(todo.file), error.reason)
             return None
@@ -391,11 +391,11 @@ class _Ingest:
     def _vectors(self, documents: Sequence[list[Chunk]], wanted: Sequence[list[int]]) -> list[np.ndarray]:
         """For each document, the vectors of its chunks at `wanted` positions: reused from the store by vector
         key where possible, else embedded (each chunk alone) and mixed with the embeddings of its window."""
-        reach, weight = self.context.window, self.context.weight
+        reach, weight = self.neighbours.window, self.neighbours.weight
         found = self.store.vectors_for_keys(
             chunks[i].vector_key for chunks, indices in zip(documents, wanted, strict=True) for i in indices
         )
-        block_weight = self.context.block_weight
+        block_weight = self.neighbours.block_weight
         texts: dict[str, str] = {}  # content hash (of a chunk or a block text) -> text to embed alone
         blocks: list[dict[int, str]] = []
         for chunks, indices in zip(documents, wanted, strict=True):

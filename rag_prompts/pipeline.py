@@ -10,7 +10,7 @@ from typing import Any
 from .compose import compose_message
 from .config import ResolvedProfile, Settings, load_settings
 from .embed import Embedder, SentenceTransformerEmbedder, embedder_name
-from .ingest import Context, IngestReport, ProgressFn, ingest
+from .ingest import IngestReport, NeighbourMix, ProgressFn, ingest
 from .records import ComposedPrompt, Hit
 from .retrieve import Retriever
 from .store import ChunkStore, StoreStats, open_store
@@ -92,7 +92,9 @@ class Pipeline:
             embedder=lambda: self.embedder,  # loaded only when something is to be embedded
             counter=self.counter,
             chunk_tokens=self.settings.chunk_tokens,
-            context=Context(self.settings.context_window, self.settings.context_weight, self.settings.block_weight),
+            neighbours=NeighbourMix(
+                self.settings.neighbour_window, self.settings.neighbour_weight, self.settings.block_weight
+            ),
             group_chunks=self.settings.ingest_group_chunks,
             progress=progress,
             on_event=on_event,

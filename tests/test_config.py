@@ -92,3 +92,18 @@ def test_every_top_level_setting_is_read_from_its_environment_variable() -> None
     environ = {f"RAG_PROMPTS_{key.upper()}": ":".join(v) if key == "corpus" else str(v) for key, v in chosen.items()}
     settings = load_settings(None, environ=environ)
     assert {key: getattr(settings, key) for key in chosen} == chosen
+
+
+def test_old_neighbour_keys_still_load_with_a_warning_naming_the_new_key(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.toml", "context_window = 1\ncontext_weight = 0.25\n")
+    with pytest.warns(DeprecationWarning, match=r"c\.toml: context_window is deprecated: use neighbour_window$"):
+        settings = load_settings(path, environ={})
+    assert (settings.neighbour_window, settings.neighbour_weight) == (1, 0.25)
+    assert "context_window" not in Settings.model_fields
+    old_variable = "^RAG_PROMPTS_CONTEXT_WEIGHT is deprecated: use RAG_PROMPTS_NEIGHBOUR_WEIGHT$"
+    with pytest.warns(DeprecationWarning, match=old_variable):
+        assert load_settings(None, environ={"RAG_PROMPTS_CONTEXT_WEIGHT": "2"}).neighbour_weight == 2
+    with pytest.warns(DeprecationWarning, match="use neighbour_window"):
+        assert load_settings(None, environ={}, context_window=0).neighbour_window == 0
+    with pytest.raises(ConfigError, match=r"c\.toml: neighbour_window: Input should be less than or equal to 16"):
+        load_settings(write(tmp_path / "c.toml", "context_window = 99\n"), environ={})

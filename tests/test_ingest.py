@@ -49,7 +49,7 @@ def test_first_ingest_then_nothing_changes(tmp_path: Path, embedder: SentenceTra
 
 
 def test_edit_replaces_only_what_changed(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
-    pipeline, root = make_pipeline(tmp_path, embedder, context_window=0), corpus(tmp_path)
+    pipeline, root = make_pipeline(tmp_path, embedder, neighbour_window=0), corpus(tmp_path)
     pipeline.ingest([root])
     write(
         root / "claims" / "claims.md",
@@ -72,7 +72,9 @@ def test_context_vectors_mix_neighbours_and_are_reused_exactly(
     paragraphs = [f"Rule {n}: form F-{n} is filed within {n + 1} days by the {n}th desk." for n in range(8)]
     root = tmp_path / "docs"
     write(root / "rules.md", "# Rules\n\n" + "\n\n".join(paragraphs) + "\n")
-    pipeline = make_pipeline(tmp_path, embedder, context_window=1, context_weight=0.5, block_weight=0, chunk_tokens=24)
+    pipeline = make_pipeline(
+        tmp_path, embedder, neighbour_window=1, neighbour_weight=0.5, block_weight=0, chunk_tokens=24
+    )
     assert pipeline.ingest([root]).chunks_embedded == 8
     chunks = sorted(snapshot(pipeline).values(), key=lambda chunk: chunk.ordinal)
     assert [chunk.text for chunk in chunks] == paragraphs

@@ -138,8 +138,8 @@ def evaluate(
         settings={
             "embedding_model": settings.embedding_model,
             "chunk_tokens": settings.chunk_tokens,
-            "context_window": settings.context_window,
-            "context_weight": settings.context_weight,
+            "neighbour_window": settings.neighbour_window,
+            "neighbour_weight": settings.neighbour_weight,
             "block_weight": settings.block_weight,
             "merge_sections": settings.merge_sections,
             "expand_context": settings.expand_context,
