@@ -1,9 +1,14 @@
-"""rag-prompts: minimal, budgeted system messages built from only the policy passages each task needs."""
+"""rag-prompts: minimal, budgeted system messages built from only the policy passages each task needs.
+
+The front door is `Pipeline`, `build_agent` (and its `rag_prompts.classic` / `rag_prompts.agent_framework` faces),
+`load_settings` and `token_counter`; `__all__` is those, the types they take and return, and the exception tree.
+The rest lives in named submodules: `rag_prompts.payload` (the payload guard: `Item`, `Summariser`, `HistoryGuard`
+...), `rag_prompts.store` (`open_store`), `rag_prompts.chunking`, `rag_prompts.compose`, `rag_prompts.loaders` ...
+"""
 
 from .agents import build_agent as build_agent
-from .chunking import chunk_document as chunk_document
-from .compose import compose_message as compose_message
 from .config import AgentProfile as AgentProfile
+from .config import ResolvedProfile as ResolvedProfile
 from .config import Settings as Settings
 from .config import load_settings as load_settings
 from .embed import Embedder as Embedder
@@ -17,23 +22,15 @@ from .errors import RagPromptsError as RagPromptsError
 from .errors import StoreBusyError as StoreBusyError
 from .errors import StoreError as StoreError
 from .ingest import IngestReport as IngestReport
-from .ingest import ingest as ingest
-from .loaders import load_document as load_document
-from .payload.history import HistoryGuard as HistoryGuard
-from .payload.history import HistoryPolicy as HistoryPolicy
-from .payload.history import Item as Item
-from .payload.history import Summariser as Summariser
-from .payload.history import extractive_summary as extractive_summary
 from .payload.record import ModelCall as ModelCall
 from .pipeline import Pipeline as Pipeline
 from .records import Chunk as Chunk
 from .records import ComposedPrompt as ComposedPrompt
-from .records import Document as Document
 from .records import DroppedChunk as DroppedChunk
 from .records import Hit as Hit
 from .records import IncludedChunk as IncludedChunk
 from .store import ChunkStore as ChunkStore
-from .store import open_store as open_store
+from .store import StoreStats as StoreStats
 from .tokens import TokenCounter as TokenCounter
 from .tokens import token_counter as token_counter
 
@@ -46,34 +43,25 @@ __all__ = [
     "ChunkStore",
     "ComposedPrompt",
     "ConfigError",
-    "Document",
     "DroppedChunk",
     "Embedder",
     "EmbeddingError",
     "EmptyStoreError",
-    "HistoryGuard",
-    "HistoryPolicy",
     "Hit",
     "IncludedChunk",
     "IngestReport",
-    "Item",
     "LoadError",
     "ModelCall",
     "Pipeline",
     "RagPromptsError",
+    "ResolvedProfile",
     "SentenceTransformerEmbedder",
     "Settings",
     "StoreBusyError",
     "StoreError",
-    "Summariser",
+    "StoreStats",
     "TokenCounter",
     "build_agent",
-    "chunk_document",
-    "compose_message",
-    "extractive_summary",
-    "ingest",
-    "load_document",
     "load_settings",
-    "open_store",
     "token_counter",
 ]

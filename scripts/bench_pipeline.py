@@ -32,9 +32,9 @@ from rag_prompts import (
     SentenceTransformerEmbedder,
     Settings,
     load_settings,
-    open_store,
     token_counter,
 )
+from rag_prompts.store import open_store
 
 INGEST_RATIO_TARGET = 0.85  # ingest chunks/s over raw model.encode chunks/s
 REINGEST_SHARE_TARGET = 0.05  # no-op re-ingest time over full ingest time

@@ -60,10 +60,11 @@ from autogen_ext.memory.chromadb import (
 )
 from autogen_ext.models.replay import ReplayChatCompletionClient
 
-from rag_prompts import Pipeline, TokenCounter, load_document, token_counter
+from rag_prompts import Pipeline, TokenCounter, token_counter
 from rag_prompts.agents import TaskPrompter
 from rag_prompts.agents.agentchat import build_agentchat_agent, payload_tokens
 from rag_prompts.embed import resolve_model
+from rag_prompts.loaders import load_document
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOL_MODEL = ModelInfo(

@@ -6,7 +6,8 @@ import re
 from collections.abc import Sequence
 from functools import cache
 
-from rag_prompts import Item, load_document
+from rag_prompts.loaders import load_document
+from rag_prompts.payload import Item
 
 from .conftest import CORPUS
 

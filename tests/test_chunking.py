@@ -7,8 +7,10 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rag_prompts import Document, TokenCounter, chunk_document, load_document
-from rag_prompts.records import Heading
+from rag_prompts import TokenCounter
+from rag_prompts.chunking import chunk_document
+from rag_prompts.loaders import load_document
+from rag_prompts.records import Document, Heading
 
 from .conftest import CORPUS, write
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rag_prompts import BudgetError, Chunk, Hit, TokenCounter, compose_message
-from rag_prompts.compose import neutralise
+from rag_prompts import BudgetError, Chunk, Hit, TokenCounter
+from rag_prompts.compose import compose_message, neutralise
 from rag_prompts.tokens import token_counter
 
 
@@ -144,8 +144,8 @@ _document_text = st.lists(
 def test_property_random_documents_chunked_and_composed_stay_within_budget(
     counter: TokenCounter, texts: list[str], chunk_tokens: int, budget: int, k: int
 ) -> None:
-    from rag_prompts import Document, chunk_document
-    from rag_prompts.records import Heading
+    from rag_prompts.chunking import chunk_document
+    from rag_prompts.records import Document, Heading
 
     hits = []
     for number, text in enumerate(texts):

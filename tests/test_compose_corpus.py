@@ -69,8 +69,8 @@ def test_agents_only_see_chunks_with_their_tags(tasks: list[dict[str, Any]], cor
 
 
 def test_compose_reports_chunk_offsets_into_the_document(corpus_pipeline: Pipeline) -> None:
-    from rag_prompts import load_document
     from rag_prompts.compose import neutralise
+    from rag_prompts.loaders import load_document
 
     prompt = corpus_pipeline.compose("How long are call recordings kept?", agent="compliance_reviewer")
     root = corpus_pipeline.settings.corpus_paths[0]

@@ -12,7 +12,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rag_prompts import Chunk, Hit, SentenceTransformerEmbedder, TokenCounter, compose_message
+from rag_prompts import Chunk, Hit, SentenceTransformerEmbedder, TokenCounter
+from rag_prompts.compose import compose_message
 from rag_prompts.fence import attribute, neutralise
 
 from .conftest import make_pipeline, write

@@ -8,7 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from rag_prompts import Pipeline, SentenceTransformerEmbedder, TokenCounter, chunk_document, load_document
+from rag_prompts import Pipeline, SentenceTransformerEmbedder, TokenCounter
+from rag_prompts.chunking import chunk_document
+from rag_prompts.loaders import load_document
 
 from .conftest import CORPUS, make_pipeline, write
 

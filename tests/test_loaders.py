@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from rag_prompts import LoadError, load_document
+from rag_prompts import LoadError
+from rag_prompts.loaders import load_document
 
 from .conftest import CORPUS, write
 

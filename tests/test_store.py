@@ -8,9 +8,9 @@ import chromadb
 import pytest
 from chromadb.config import Settings
 
-from rag_prompts import Chunk, StoreError, open_store
+from rag_prompts import Chunk, StoreError
 from rag_prompts import store as store_module
-from rag_prompts.store import where_filter
+from rag_prompts.store import open_store, where_filter
 
 
 def test_collection_built_with_another_model_is_refused(tmp_path: Path) -> None:
