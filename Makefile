@@ -20,6 +20,7 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check rag_prompts tests scripts
 	$(VENV)/bin/mypy rag_prompts
+	$(VENV)/bin/lint-imports --no-cache
 
 bench: setup
 	$(PY) scripts/bench_pipeline.py

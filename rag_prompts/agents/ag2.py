@@ -6,11 +6,11 @@ AG2's own `update_agent_state_before_reply` hook with an `UpdateSystemMessage`."
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from autogen import AssistantAgent, ConversableAgent, UpdateSystemMessage
+from autogen import AssistantAgent, ConversableAgent, UpdateSystemMessage, register_function
 from autogen.agentchat.contrib.capabilities.transform_messages import TransformMessages
 
 from ..errors import ConfigError
-from ..payload.artifacts import ArtifactStore, offload
+from ..payload.artifacts import READ_TOOL_DESCRIPTION, READ_TOOL_NAME, ArtifactStore, offload
 from ..payload.artifacts import stored_output_reader as artifacts_reader
 from ..payload.guard import AgentPayload, tool_definition_tokens
 from ..payload.history import Item, Summariser
@@ -239,3 +239,12 @@ def stored_output_reader(artifacts: ArtifactStore, max_tokens: int, model: str) 
     """`read_stored_output(output_id, page=1)` for an AG2 agent: register it with `autogen.register_function`
     (caller: the agent; executor: whoever runs its tools)."""
     return artifacts_reader(artifacts, max_tokens, token_counter(model))
+
+
+def register_stored_output_reader(agent: ConversableAgent, executor: Any) -> None:
+    """Register `read_stored_output` for `agent` (built by `build_ag2_agent`), run by `executor`."""
+    if not isinstance(agent, PolicyAgent):
+        raise ConfigError(f"agent {agent.name!r} was not built by rag_prompts.classic.build_agent")
+    guard = agent.payload_guard
+    reader = stored_output_reader(guard.artifacts, guard.cap, guard.counter.model)
+    register_function(reader, caller=agent, executor=executor, name=READ_TOOL_NAME, description=READ_TOOL_DESCRIPTION)

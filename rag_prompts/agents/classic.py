@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError
-from ..payload.artifacts import READ_TOOL_DESCRIPTION, READ_TOOL_NAME
 from .builder import Adapter, AgentBuilder
 
 if TYPE_CHECKING:
@@ -40,21 +38,9 @@ def register_stored_output_tool(agent: AssistantAgent, executor: Any) -> None:
     """Give an agent built here the `read_stored_output(output_id, page)` tool, run by `executor` (in AG2 the agent
     that receives a tool call runs it: usually a `UserProxyAgent`). Tool outputs over the agent's
     `tool_output_tokens` are stored outside the prompt; this is how the agent reads them back, page by page."""
-    import autogen
+    from .ag2 import register_stored_output_reader
 
-    from .ag2 import PolicyAgent, stored_output_reader
-
-    if not isinstance(agent, PolicyAgent):
-        raise ConfigError(f"agent {agent.name!r} was not built by rag_prompts.classic.build_agent")
-    guard = agent.payload_guard
-    reader = stored_output_reader(guard.artifacts, guard.cap, guard.counter.model)
-    autogen.register_function(
-        reader,
-        caller=agent,
-        executor=executor,
-        name=READ_TOOL_NAME,
-        description=READ_TOOL_DESCRIPTION,
-    )
+    register_stored_output_reader(agent, executor)
 
 
 __all__ = ["build_agent", "register_stored_output_tool"]
