@@ -85,11 +85,13 @@ def _client(location: str) -> Any:
 
 def _stop(client: Any) -> None:
     """Stop a client opened by `ChunkStore._reopen` (its own alias of the folder: nothing else uses it)."""
-    from chromadb.api.shared_system_client import SharedSystemClient
-
     with contextlib.suppress(Exception):
-        system = SharedSystemClient._identifier_to_system.pop(client._identifier)
-        system.stop()
+        if hasattr(client, "close"):  # chromadb 1.5+: releases the client's system once no client uses it
+            client.close()
+            return
+        from chromadb.api.shared_system_client import SharedSystemClient  # older clients have no public way
+
+        SharedSystemClient._identifier_to_system.pop(client._identifier).stop()
 
 
 @contextlib.contextmanager
@@ -750,6 +752,6 @@ class ChunkStore:
 
     def _max_batch(self) -> int:
         try:
-            return max(1, min(int(self._collection._client.get_max_batch_size()), 5000))
+            return max(1, min(int(self._client.get_max_batch_size()), 5000))
         except Exception:  # older clients lack it; Chroma's documented default is far above this
             return 1000
