@@ -116,10 +116,12 @@ def cmd_compose(args: argparse.Namespace) -> int:
     if args.task is None:
         print("rag-prompts: error: give a TASK or --batch QUERIES.jsonl", file=sys.stderr)
         return 2
-    prompt = _pipeline(args).compose(args.task, agent=args.agent, k=args.k, budget=args.budget)
+    prompt = _pipeline(args).compose(args.task, agent=args.agent, k=args.k, budget=args.budget, as_of=args.as_of)
     if args.json:
         _print_json(
             {
+                "id": prompt.id,
+                "as_of": prompt.as_of,
                 "system_message": prompt.system_message,
                 "tokens": prompt.tokens,
                 "budget": prompt.budget,
@@ -144,7 +146,7 @@ def _compose_batch(args: argparse.Namespace) -> int:
     for query in read_queries(Path(args.batch)):
         restrict = restriction(query.doc_id, sources)
         profile = pipeline.settings.profile(args.agent, k=args.k, budget=args.budget)
-        prompt = pipeline.compose_for(query.query, profile, restrict)
+        prompt = pipeline.compose_for(query.query, profile, restrict, as_of=args.as_of)
         chunks = [
             {"doc_id": doc_id_of(c.source), "source": c.source, "section": c.section, "start": c.start,
              "end": c.end, "score": c.score}
@@ -256,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     compose.add_argument("--agent", help="agent profile from the config")
     compose.add_argument("--k", type=int, help="at most this many chunks")
     compose.add_argument("--budget", type=int, help="token budget for the whole message")
+    compose.add_argument("--as-of", metavar="YYYY-MM-DD", help="documents in force on this date (default: today)")
     command("stats", cmd_stats, "show documents, chunks and tokens in the store")
     compact = command(
         "compact", cmd_compact, "rewrite the collection into a fresh index (faster filtered searches after re-ingests)"

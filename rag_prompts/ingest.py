@@ -28,12 +28,13 @@ from .loaders import SUPPORTED_SUFFIXES, load_document
 from .locking import writer_lock
 from .manifest import DocumentRecord
 from .neighbours import block_texts, mix, vector_keys, window, with_block
-from .records import Chunk
+from .records import Chunk, Document
 from .store import SCHEMA_VERSION, ChunkStore
 from .tokens import TokenCounter
 
 CHUNKER_VERSION = 5  # 2: ordinals; 3: context-aware vectors; 4: repeated passages stored once; 5: blocks
 EMBED_BATCH = 256
+RECORD_META = 1  # what a manifest record holds beyond the version (1: dating); an older record is re-read once
 GROUP_CHUNKS = 1024  # chunks embedded and written together: small documents are grouped, large ones sliced
 
 
@@ -194,6 +195,7 @@ class _Ingest:
             f";context={neighbours.window},{neighbours.weight},{neighbours.block_weight};store_schema={SCHEMA_VERSION}"
         )
         self._group: list[tuple[_Todo, list[Chunk]]] = []
+        self._dating: dict[str, Document] = {}  # source -> its loaded document (text dropped): dating for the record
         self._group_size = 0
 
     @property
@@ -253,7 +255,10 @@ class _Ingest:
                     self._fail(str(file), f"cannot read file: {error.strerror or error}")
                     continue
                 record = records.get(source)
-                if record is not None and record.doc_hash == doc_hash and record.root == str(scan.root):
+                if (
+                    record is not None and record.doc_hash == doc_hash and record.root == str(scan.root)
+                    and record.meta >= RECORD_META
+                ):  # fmt: skip
                     report.unchanged.append(source)
                     if not record.clean:
                         finish.append(record)
@@ -274,6 +279,7 @@ class _Ingest:
         """The chunks of one file with their vector keys, or None (reported) when it cannot be loaded."""
         try:
             document = load_document(todo.file, todo.root)
+            self._dating[todo.source] = replace(document, text="", headings=())
             chunks = distinct(chunk_document(document, self.counter, self.chunk_tokens, todo.doc_hash))
             keys = vector_keys(chunks, self.neighbours.window, self.neighbours.weight, self.neighbours.block_weight)
         except LoadError as error:
@@ -350,9 +356,12 @@ class _Ingest:
         """Name the new version in the manifest (searches show it from now on), then delete the others."""
         old = todo.record
         title = chunks[0].title if chunks else ""
+        dated = self._dating.pop(todo.source, None)
         record = DocumentRecord(
             todo.source, str(todo.root), title, doc_hash=todo.doc_hash, stale=old is not None,
             chunks=len(chunks), tokens=sum(chunk.tokens for chunk in chunks),
+            effective=dated.effective if dated else "", expires=dated.expires if dated else "",
+            superseded_by=dated.superseded_by if dated else "", meta=RECORD_META,
         )  # fmt: skip
         self.store.put_records([record])
         self.report.chunks_written += written

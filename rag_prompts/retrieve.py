@@ -16,7 +16,15 @@ class Retriever:
         self.store = store
         self.embedder = embedder
 
-    def search(self, query: str, n: int, tags: Sequence[str] = (), sources: Sequence[str] = ()) -> list[Hit]:
+    def search(
+        self,
+        query: str,
+        n: int,
+        tags: Sequence[str] = (),
+        sources: Sequence[str] = (),
+        exclude: frozenset[str] = frozenset(),
+    ) -> list[Hit]:
+        """The `n` best chunks for `query`; chunks of the sources in `exclude` (not in force) are left out."""
         if not query.strip():
             return []
-        return self.store.query(self.embedder.embed_query(query), n, tags=tags, sources=sources)
+        return self.store.query(self.embedder.embed_query(query), n, tags=tags, sources=sources, exclude=exclude)

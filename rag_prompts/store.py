@@ -386,6 +386,7 @@ class ChunkStore:
         self._token: str | None = None
         self._versions: dict[str, str] = {}  # source -> committed document hash ("" none), per the manifest
         self._counts: dict[str, int] = {}  # source -> chunks of its committed version
+        self._committed: dict[str, DocumentRecord] = {}  # source -> its committed record, as of the last refresh
         self._refresh_lock = threading.Lock()
         self._reopened = 0  # how many times another process's writes made this store open a fresh client
 
@@ -432,6 +433,7 @@ class ChunkStore:
                 records = self._manifest.records()
                 self._versions = {source: record.doc_hash for source, record in records.items()}
                 self._counts = {source: record.chunks for source, record in records.items() if record.committed}
+                self._committed = {source: record for source, record in records.items() if record.committed}
                 self._size_hint = None
                 self._cache.retain(self._visible)
                 self._token = generation.token
@@ -450,6 +452,11 @@ class ChunkStore:
         if self._reopened > 1:
             _stop(old)
         return True
+
+    def committed(self) -> dict[str, DocumentRecord]:
+        """The committed documents' records, as of the latest generation (no read when nothing changed)."""
+        self.refresh()
+        return dict(self._committed)
 
     def _visible(self, chunk: Chunk) -> bool:
         committed = self._versions.get(chunk.source)
@@ -597,7 +604,14 @@ class ChunkStore:
                 self._collection.delete(ids=list(batch))
             crashpoints.step("delete")
 
-    def query(self, vector: np.ndarray, n: int, tags: Sequence[str] = (), sources: Sequence[str] = ()) -> list[Hit]:
+    def query(
+        self,
+        vector: np.ndarray,
+        n: int,
+        tags: Sequence[str] = (),
+        sources: Sequence[str] = (),
+        exclude: frozenset[str] = frozenset(),
+    ) -> list[Hit]:
         """The `n` nearest chunks carrying any of `tags` (and from `sources`), best first; score = cosine similarity.
 
         On a large collection Chroma's metadata filter costs far more than the vector search (about 130 ms
@@ -607,33 +621,38 @@ class ChunkStore:
         goes to Chroma's filter directly (26 ms against 269 ms over-fetching, one CUAD contract of 60 at 23,855
         chunks). Every path returns the same chunks. The search returns ids and distances; the chunks themselves
         come from the record cache, and only the ones it lacks are read. Chunks of a version not committed are
-        hidden (and more are asked for in their place). Raises EmptyStoreError when no document is committed.
+        hidden (and more are asked for in their place), and so are chunks of the sources in `exclude` (documents
+        not in force on the date composed for). Raises EmptyStoreError when no document is committed.
         """
         if n <= 0:
             return []
         try:
-            return self._query(vector, n, tags, sources)
+            return self._query(vector, n, tags, sources, exclude)
         except StoreError:  # the collection may have been swapped by a compaction since the last look: once more
             self._token = None
-            return self._query(vector, n, tags, sources)
+            return self._query(vector, n, tags, sources, exclude)
 
-    def _query(self, vector: np.ndarray, n: int, tags: Sequence[str], sources: Sequence[str]) -> list[Hit]:
+    def _query(
+        self, vector: np.ndarray, n: int, tags: Sequence[str], sources: Sequence[str], exclude: frozenset[str]
+    ) -> list[Hit]:
         self.refresh()
         if not any(self._versions.values()) and (self._versions or self._size() == 0):
             raise EmptyStoreError(NO_DOCUMENTS)
         extra = 0
         while True:
             rows = self._candidates(vector, n + extra, tags, sources)
-            hits = self._hits(rows)
+            hits = [hit for hit in self._hits(rows) if hit.chunk.source not in exclude]
             hidden = len(rows) - len(hits)
             if len(hits) >= n or not hidden or len(rows) < n + extra:
                 break
             extra = max(2 * extra, 2 * hidden, 20)
         if sources and len(hits) < n and len(hits) < sum(self._counts.get(source, 0) for source in sources):
-            return self._exact(vector, n, where_filter(tags, sources))  # the index failed to reach them
+            return self._exact(vector, n, where_filter(tags, sources), exclude)  # the index failed to reach them
         return hits[:n]
 
-    def _exact(self, vector: np.ndarray, n: int, where: dict[str, Any] | None) -> list[Hit]:
+    def _exact(
+        self, vector: np.ndarray, n: int, where: dict[str, Any] | None, exclude: frozenset[str] = frozenset()
+    ) -> list[Hit]:
         """The `n` best chunks matching `where`, scored one by one. Chroma's filtered index search can miss
         chunks (many near-identical vectors elsewhere cut them off in its graph); a few documents' chunks are
         cheap to score directly."""
@@ -650,7 +669,7 @@ class ChunkStore:
                     page["ids"], page["documents"] or [], page["metadatas"] or [], vectors, strict=True
                 ):
                     chunk = _chunk(chunk_id, text or "", metadata)
-                    if self._visible(chunk):
+                    if self._visible(chunk) and chunk.source not in exclude:
                         found[chunk_id] = (chunk, stored)
             if len(page["ids"]) < _PAGE:
                 break
