@@ -102,6 +102,7 @@ class Settings(BaseModel):
     history_turns: int = Field(default=0, ge=0)
     summary_tokens: int = Field(default=SUMMARY_TOKENS, ge=0)
     tool_output_tokens: int = Field(default=1000, ge=64)
+    keep_versions_days: int | None = Field(default=None, ge=0)  # archived document versions (None: keep all)
     payload_log: str = ""  # a JSONL file every agent's per-call token record is appended to ("": logger only)
     artifacts: str = ""  # where large tool outputs are stored ("": beside the store)
     k: int = Field(default=20, ge=1, le=200)

@@ -161,14 +161,24 @@ def ingest(
     progress: ProgressFn | None = None,
     on_event: Callable[[str, str], None] | None = None,
     wait: bool = False,
+    keep_versions_days: int | None = None,
 ) -> IngestReport:
     """Bring the store in line with the documents under `paths` and report what changed.
+
+    Replaced and removed versions are copied to the store's archive before their chunks are deleted, so logged
+    messages can be rebuilt (`audit`); `keep_versions_days` drops archived versions replaced longer ago than
+    that (None: keep them all; 0: archive nothing).
 
     Holds the store's writer lock throughout: another ingest of the same embedded store raises StoreBusyError
     naming its pid, or is waited for with `wait=True`. A store failure raises StoreError; every document
     committed before it stays, and a rerun resumes."""
     with writer_lock(store.location, wait=wait):
-        return _Ingest(store, embedder, counter, chunk_tokens, neighbours, group_chunks, progress, on_event).run(paths)
+        job = _Ingest(store, embedder, counter, chunk_tokens, neighbours, group_chunks, progress, on_event)
+        job.keep_versions_days = keep_versions_days
+        report = job.run(paths)
+        if keep_versions_days:
+            store.expire_archive(int(time.time()) - keep_versions_days * 86_400)
+        return report
 
 
 class _Ingest:
@@ -195,6 +205,7 @@ class _Ingest:
             f";context={neighbours.window},{neighbours.weight},{neighbours.block_weight};store_schema={SCHEMA_VERSION}"
         )
         self._group: list[tuple[_Todo, list[Chunk]]] = []
+        self.keep_versions_days: int | None = None
         self._dating: dict[str, Document] = {}  # source -> its loaded document (text dropped): dating for the record
         self._group_size = 0
 
@@ -373,6 +384,7 @@ class _Ingest:
 
     def _delete_stale(self, record: DocumentRecord) -> None:
         stale = [chunk_id for chunk_id, doc_hash in self.store.versions(record.source) if doc_hash != record.doc_hash]
+        self._keep(stale)
         self._delete(stale)
         self.report.chunks_deleted += len(stale)
         self.store.put_records([replace(record, pending="", stale=False)])
@@ -381,6 +393,7 @@ class _Ingest:
         """Hide the document first (its record names no version), then delete its chunks, then the record."""
         self.store.put_records([replace(record, doc_hash="", pending="", stale=True)])
         ids = [chunk_id for chunk_id, _ in self.store.versions(record.source)]
+        self._keep(ids)
         self._delete(ids)
         self.store.drop_record(record.source)
         self.report.chunks_deleted += len(ids)
@@ -389,6 +402,11 @@ class _Ingest:
         if record.committed or not record.pending:
             self.report.removed.append(record.source)
             self.event("removed", record.source)
+
+    def _keep(self, ids: list[str]) -> None:
+        """Archive chunks about to be deleted (unless retention is 0 days)."""
+        if self.keep_versions_days != 0:
+            self.store.archive(ids, int(time.time()))
 
     def _delete(self, ids: list[str]) -> None:
         for start in range(0, len(ids), self.group_chunks):

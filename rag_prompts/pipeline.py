@@ -107,6 +107,7 @@ class Pipeline:
             progress=progress,
             on_event=on_event,
             wait=wait,
+            keep_versions_days=self.settings.keep_versions_days,
         )
 
     def search(

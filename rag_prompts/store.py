@@ -32,6 +32,7 @@ from .records import Chunk, Hit
 SCHEMA_VERSION = 2  # 2: fields not filtered on are packed into one JSON metadata value
 _PACKED = "chunk"
 _PAGE = 5000
+_PLACEHOLDER = [1.0]  # the archive keeps no vectors; Chroma wants one per record
 OVERFETCH_MIN_CHUNKS = 20_000  # below this, Chroma's own filter is the faster way to search with one
 OVERFETCH_FACTORS = (2, 8, 32)  # unfiltered candidates per wanted hit, before falling back to Chroma's filter
 NO_DOCUMENTS = "the store has no documents: run `rag-prompts ingest` first"
@@ -152,11 +153,16 @@ def open_store(
         return store
 
 
+def archive_name(collection: str) -> str:
+    return f"{collection[:490]}.archive"
+
+
 def delete_collection(location: str, collection: str) -> None:
-    """Drop a collection, its manifest and its compacted copies if they exist (used to rebuild from scratch)."""
+    """Drop a collection, its manifest, its archive and its compacted copies if they exist (to rebuild from
+    scratch)."""
     client = _client(location)
     for name in _collection_names(client):
-        if name in (collection, manifest_name(collection)) or _version_of(name, collection):
+        if name in (collection, manifest_name(collection), archive_name(collection)) or _version_of(name, collection):
             client.delete_collection(name)
 
 
@@ -595,6 +601,47 @@ class ChunkStore:
                     metadatas=[_metadata(chunk) for chunk in batch],
                 )
             crashpoints.step("write")
+
+    # -- the archive of replaced versions (the audit trail rebuilds logged messages from it) -------------------
+
+    def _archive(self) -> Any:
+        return self._client.get_or_create_collection(
+            archive_name(self.name), metadata={"rag_prompts": "archive"}, embedding_function=None
+        )
+
+    def archive(self, ids: Sequence[str], when: int) -> None:
+        """Copy these chunks (text and fields, not vectors) to the archive before they are deleted; `when` is the
+        time (epoch seconds) they were replaced. Copying again is harmless."""
+        if self._client is None or not ids:
+            return
+        for batch in _batches(list(ids), self._max_batch()):
+            with _guard(f"archiving chunks of {self.name!r}", self.location):
+                page = self._collection.get(ids=list(batch), include=["metadatas", "documents"])
+                if page["ids"]:
+                    self._archive().upsert(
+                        ids=page["ids"], embeddings=[_PLACEHOLDER] * len(page["ids"]), documents=page["documents"],
+                        metadatas=[{**metadata, "archived": when} for metadata in page["metadatas"] or []],
+                    )  # fmt: skip
+
+    def archived(self, ids: Sequence[str]) -> list[Chunk]:
+        """Archived chunks with these ids (unknown ids are left out)."""
+        if self._client is None or not ids:
+            return []
+        with _guard(f"reading the archive of {self.name!r}", self.location):
+            page = self._archive().get(ids=list(ids), include=["metadatas", "documents"])
+        rows = zip(page["ids"], page["documents"] or [], page["metadatas"] or [], strict=True)
+        return [_chunk(chunk_id, text or "", metadata) for chunk_id, text, metadata in rows]
+
+    def expire_archive(self, before: int) -> int:
+        """Delete the archived chunks replaced before `before` (epoch seconds); returns how many."""
+        if self._client is None:
+            return 0
+        with _guard(f"expiring the archive of {self.name!r}", self.location):
+            handle = self._archive()
+            ids = handle.get(where={"archived": {"$lt": before}}, include=[])["ids"]
+            for batch in _batches(ids, self._max_batch()):
+                handle.delete(ids=list(batch))
+        return len(ids)
 
     def delete(self, ids: Sequence[str]) -> None:
         self._size_hint = None
