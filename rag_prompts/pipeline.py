@@ -47,7 +47,8 @@ class Pipeline:
         self._embedder = embedder
         self._store = store
         self._lock = threading.RLock()  # agents compose from worker threads; build the model and store once
-        self._pins: dict[tuple[Any, ...], list[Hit]] = {}  # resolved pins, by pins, tags and pinned versions
+        self._pins: dict[tuple[Any, ...], tuple[tuple[str, ...], list[Hit]]] = {}  # profile -> (versions, pins)
+        self._in_force: tuple[object, date, frozenset[str]] | None = None  # the last answer of `out_of_force`
 
     @classmethod
     def from_config(cls, path: str | Path | None = None, **overrides: Any) -> Pipeline:
@@ -173,11 +174,15 @@ class Pipeline:
         return replace(prompt, id=uuid.uuid4().hex, as_of=day.isoformat(), task_sha256=task_hash)
 
     def out_of_force(self, day: date) -> frozenset[str]:
-        """The stored sources not in force on `day` (see `dating`)."""
-        records = self.store.committed().values()
-        return out_of_force(
-            (Dating(record.source, record.effective, record.expires, record.superseded_by) for record in records), day
-        )
+        """The stored sources not in force on `day` (see `dating`); recomputed only when the store or day changes."""
+        records = self.store.committed()
+        cached = self._in_force
+        if cached is not None and cached[0] is records and cached[1] == day:
+            return cached[2]
+        datings = (Dating(item.source, item.effective, item.expires, item.superseded_by) for item in records.values())
+        excluded = out_of_force(datings, day)
+        self._in_force = (records, day, excluded)
+        return excluded
 
     def pinned(self, profile: ResolvedProfile) -> list[Hit]:
         """The profile's pinned chunks (ConfigError naming the agent and pin when one does not resolve)."""
@@ -188,14 +193,15 @@ class Pipeline:
             (record.doc_hash if record else "")
             for record in (committed.get(pin.partition("#")[0].strip()) for pin in profile.pinned)
         )
-        key = (profile.name, profile.pinned, profile.tags, versions)
+        key = (profile.name, profile.pinned, profile.tags)
         with self._lock:
             cached = self._pins.get(key)
-        if cached is None:
-            cached = resolve_pins(self.store, profile.name, profile.pinned, profile.tags)
-            with self._lock:
-                self._pins[key] = cached
-        return cached
+        if cached is not None and cached[0] == versions:
+            return cached[1]
+        hits = resolve_pins(self.store, profile.name, profile.pinned, profile.tags)
+        with self._lock:
+            self._pins[key] = (versions, hits)  # the pinned documents' versions it was resolved at
+        return hits
 
     def check_pins(self, profile: ResolvedProfile) -> None:
         """Resolve the profile's pins and fit them with its base message now: a bad pin fails at load."""

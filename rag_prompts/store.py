@@ -15,7 +15,7 @@ import os
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
@@ -459,10 +459,11 @@ class ChunkStore:
             _stop(old)
         return True
 
-    def committed(self) -> dict[str, DocumentRecord]:
-        """The committed documents' records, as of the latest generation (no read when nothing changed)."""
+    def committed(self) -> Mapping[str, DocumentRecord]:
+        """The committed documents' records, as of the latest generation (no read when nothing changed). The same
+        mapping is returned until the next change; callers do not modify it."""
         self.refresh()
-        return dict(self._committed)
+        return self._committed
 
     def _visible(self, chunk: Chunk) -> bool:
         committed = self._versions.get(chunk.source)
