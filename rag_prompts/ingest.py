@@ -34,7 +34,7 @@ from .tokens import TokenCounter
 
 CHUNKER_VERSION = 5  # 2: ordinals; 3: context-aware vectors; 4: repeated passages stored once; 5: blocks
 EMBED_BATCH = 256
-RECORD_META = 1  # what a manifest record holds beyond the version (1: dating); an older record is re-read once
+RECORD_META = 1  # what a manifest record holds beyond the version (1: dating); an older record is relabelled once
 GROUP_CHUNKS = 1024  # chunks embedded and written together: small documents are grouped, large ones sliced
 
 
@@ -266,11 +266,10 @@ class _Ingest:
                     self._fail(str(file), f"cannot read file: {error.strerror or error}")
                     continue
                 record = records.get(source)
-                if (
-                    record is not None and record.doc_hash == doc_hash and record.root == str(scan.root)
-                    and record.meta >= RECORD_META
-                ):  # fmt: skip
+                if record is not None and record.doc_hash == doc_hash and record.root == str(scan.root):
                     report.unchanged.append(source)
+                    if record.meta < RECORD_META:
+                        record = self._relabel(file, scan.root, record)
                     if not record.clean:
                         finish.append(record)
                 else:
@@ -281,6 +280,20 @@ class _Ingest:
                     record for source, record in records.items() if record.root == root and source not in seen
                 )
         return todos, finish, vanished
+
+    def _relabel(self, file: Path, root: Path, record: DocumentRecord) -> DocumentRecord:
+        """Give a record written before it held the document's dating that dating (the chunks stay as they are)."""
+        try:
+            document = load_document(file, root)
+        except LoadError as error:
+            self._fail(str(file), error.reason)
+            return record
+        relabelled = replace(
+            record, effective=document.effective, expires=document.expires, superseded_by=document.superseded_by,
+            meta=RECORD_META,
+        )  # fmt: skip
+        self.store.put_records([relabelled])
+        return relabelled
 
     def _fail(self, path: str, reason: str) -> None:
         self.report.failed.append(Failure(path, reason))

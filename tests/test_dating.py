@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -133,3 +134,20 @@ def test_cli_compose_as_of(corpus_pipeline: Pipeline, capsys: pytest.CaptureFixt
     assert code == 2 and capsys.readouterr().err.strip() == (
         "rag-prompts: error: as_of: 'next tuesday' is not a date; write it as YYYY-MM-DD"
     )
+
+
+def test_a_store_written_before_dating_gets_it_without_rewriting_chunks(
+    tmp_path: Path, embedder: SentenceTransformerEmbedder
+) -> None:
+    docs = tmp_path / "docs"
+    write(docs / "old.md", "---\neffective: 2025-01-01\nsuperseded_by: new.md\n---\n# Old\n\nThe limit is $1,000.\n")
+    write(docs / "new.md", "---\neffective: 2026-01-01\n---\n# New\n\nThe limit is $2,000.\n")
+    pipeline = make_pipeline(tmp_path, embedder)
+    assert pipeline.ingest([docs]).ok
+    store = pipeline.store
+    store.put_records([replace(record, effective="", superseded_by="", meta=0) for record in store.records().values()])
+    assert pipeline.out_of_force(date(2026, 6, 1)) == frozenset()  # what an older store knew
+    report = pipeline.ingest([docs])
+    assert report.unchanged == ["new.md", "old.md"] and report.chunks_written == report.chunks_embedded == 0
+    assert pipeline.out_of_force(date(2026, 6, 1)) == {"old.md"}
+    assert pipeline.out_of_force(date(2025, 6, 1)) == {"new.md"}
