@@ -30,6 +30,7 @@ from .records import ComposedPrompt as ComposedPrompt
 from .records import DroppedChunk as DroppedChunk
 from .records import Hit as Hit
 from .records import IncludedChunk as IncludedChunk
+from .retrieve import Retriever as Retriever
 from .store import ChunkStore as ChunkStore
 from .store import StoreStats as StoreStats
 from .tokens import TokenCounter as TokenCounter
@@ -57,6 +58,7 @@ __all__ = [
     "Pipeline",
     "RagPromptsError",
     "ResolvedProfile",
+    "Retriever",
     "SentenceTransformerEmbedder",
     "Settings",
     "StoreBusyError",

@@ -118,8 +118,10 @@ def _hard_wrapped(lines: list[Span]) -> bool:
     """Whether the lines of a block are one paragraph wrapped at a fixed width (so a line break is not a break)."""
     lengths = [end - start for start, end in lines[:-1]]
     width = max(lengths, default=0)
-    return len(lengths) >= 2 and 0 < width <= 100 and sum(length >= 0.75 * width for length in lengths) >= 0.7 * len(
-        lengths
+    return (
+        len(lengths) >= 2
+        and 0 < width <= 100
+        and sum(length >= 0.75 * width for length in lengths) >= 0.7 * len(lengths)
     )
 
 

@@ -32,7 +32,7 @@ from .records import Chunk, Document
 from .store import SCHEMA_VERSION, ChunkStore
 from .tokens import TokenCounter
 
-CHUNKER_VERSION = 5  # 2: ordinals; 3: context-aware vectors; 4: repeated passages stored once; 5: blocks
+CHUNKER_VERSION = 6  # 2: ordinals; 3: context-aware vectors; 4: repeats stored once; 5: blocks; 6: short blocks merged
 EMBED_BATCH = 256
 RECORD_META = 1  # what a manifest record holds beyond the version (1: dating); an older record is relabelled once
 GROUP_CHUNKS = 1024  # chunks embedded and written together: small documents are grouped, large ones sliced

@@ -3,9 +3,9 @@ is found by what its passage, paragraph or clause is about, not only by its own 
 
 mixed(i) = normalise(e(i) + weight * mean(e(i - window) .. e(i + window))) over the chunks of one document, where
 e is the embedding of a chunk alone (no extra model calls); then, with a block weight b > 0,
-vector(i) = normalise((1 - b) * mixed(i) + b * e(block(i))), where e(block) embeds the chunk's whole block (one
-more model call per block). A vector is keyed by the content of its whole window and block, so re-ingest reuses it
-exactly when those are unchanged.
+vector(i) = normalise((1 - b) * mixed(i) + b * e(block(i))), where e(block) embeds the chunk's whole block, together
+with the blocks beside it when they are short (one more model call per such text). A vector is keyed by the content
+of its whole window and block, so re-ingest reuses it exactly when those are unchanged.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import numpy as np
 
 from .chunking import sha256
 from .records import Chunk
+
+SHORT_BLOCKS = 64  # blocks of one section that together stay within this many tokens embed as one text
 
 
 def window(index: int, count: int, reach: int) -> range:
@@ -40,13 +42,30 @@ def vector_keys(chunks: Sequence[Chunk], reach: int, weight: float, block_weight
 
 
 def block_texts(chunks: Sequence[Chunk]) -> dict[int, str]:
-    """What each block of one document's chunks embeds as: its heading path and its chunks' texts."""
-    texts: dict[int, list[str]] = {}
-    sections: dict[int, str] = {}
+    """What each block of one document's chunks embeds as: its heading path and its text. Consecutive blocks of one
+    section are taken together while they sum to at most `SHORT_BLOCKS` tokens (a heading and its first line, a run
+    of short list items or table rows), so a short block is embedded with the lines around it."""
+    block_sizes: dict[int, int] = {}
     for chunk in chunks:
-        texts.setdefault(chunk.block, []).append(chunk.text)
-        sections.setdefault(chunk.block, chunk.section)
-    return {block: f"{sections[block]}\n\n{' '.join(parts)}" for block, parts in texts.items()}
+        block_sizes[chunk.block] = block_sizes.get(chunk.block, 0) + chunk.tokens
+    groups: list[list[Chunk]] = []
+    sizes: list[int] = []
+    for chunk in chunks:
+        if groups and groups[-1][-1].block == chunk.block:
+            groups[-1].append(chunk)
+            sizes[-1] += chunk.tokens
+            continue
+        if groups and groups[-1][-1].section == chunk.section and sizes[-1] + block_sizes[chunk.block] <= SHORT_BLOCKS:
+            groups[-1].append(chunk)
+            sizes[-1] += chunk.tokens
+        else:
+            groups.append([chunk])
+            sizes.append(chunk.tokens)
+    texts: dict[int, str] = {}
+    for group in groups:
+        text = f"{group[0].section}\n\n{' '.join(chunk.text for chunk in group)}"
+        texts.update((chunk.block, text) for chunk in group)
+    return texts
 
 
 def with_block(vector: np.ndarray, block: np.ndarray, block_weight: float) -> np.ndarray:

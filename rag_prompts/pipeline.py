@@ -82,6 +82,10 @@ class Pipeline:
             return self._store
 
     @property
+    def retriever(self) -> Retriever:
+        return Retriever(self.store, self.embedder, self.settings.lexical_weight)
+
+    @property
     def counter(self) -> TokenCounter:
         """The counter chunks are sized with (the top-level `model`)."""
         return token_counter(self.settings.model)
@@ -115,7 +119,7 @@ class Pipeline:
         self, query: str, k: int | None = None, agent: str | None = None, sources: Sequence[str] = ()
     ) -> list[Hit]:
         profile = self.settings.profile(agent)
-        return Retriever(self.store, self.embedder).search(query, k or profile.k, profile.tags, sources)
+        return self.retriever.search(query, k or profile.k, profile.tags, sources)
 
     def compose(
         self,
@@ -144,7 +148,7 @@ class Pipeline:
         day = parse_day(as_of) or current_as_of() or today()
         excluded = self.out_of_force(day)
         hits = (
-            Retriever(self.store, self.embedder).search(
+            self.retriever.search(
                 task, candidate_count(profile.k, profile.budget), profile.tags, sources, exclude=excluded
             )
             if task.strip()

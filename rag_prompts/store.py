@@ -141,7 +141,8 @@ def open_store(
                 collection,
                 configuration={"hnsw": {"space": "cosine"}},
                 metadata={
-                    "embedding_model": embedding_model, "schema": SCHEMA_VERSION,
+                    "embedding_model": embedding_model,
+                    "schema": SCHEMA_VERSION,
                     **({"dimension": dimension} if dimension is not None else {}),
                 },  # fmt: skip
                 embedding_function=None,
@@ -497,9 +498,13 @@ class ChunkStore:
         self.put_records(
             [
                 DocumentRecord(
-                    entry.source, entry.root, entry.title,
+                    entry.source,
+                    entry.root,
+                    entry.title,
                     doc_hash=next(iter(entry.doc_hashes)) if len(entry.doc_hashes) == 1 else "",
-                    stale=len(entry.doc_hashes) > 1, chunks=len(entry.chunk_ids), tokens=entry.tokens,
+                    stale=len(entry.doc_hashes) > 1,
+                    chunks=len(entry.chunk_ids),
+                    tokens=entry.tokens,
                 )  # fmt: skip
                 for entry in stored.values()
             ]

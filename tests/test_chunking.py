@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from rag_prompts import TokenCounter
 from rag_prompts.chunking import chunk_document
 from rag_prompts.loaders import load_document
+from rag_prompts.neighbours import SHORT_BLOCKS, block_texts
 from rag_prompts.records import Document, Heading
 
 from .conftest import CORPUS, write
@@ -169,3 +170,24 @@ def test_nearby_lists_block_mates_and_neighbours(tmp_path: Path, counter: TokenC
     first = middle[0]
     assert {chunk.id for chunk in middle if chunk.id != first.id} <= set(first.nearby)
     assert chunks[0].id in first.nearby  # one step beyond the block too
+
+
+def test_short_blocks_embed_with_the_blocks_beside_them(tmp_path: Path, counter: TokenCounter) -> None:
+    long_clause = " ".join(f"The Supplier keeps record {n} for six years after the end of the term." for n in range(8))
+    text = (
+        "# Contract\n\n## Records\n\n"
+        "ARTICLE 7\nRECORDS\n(a) Invoices.\n(b) Delivery notes.\n\n"
+        f"{long_clause}\n\n"
+        "(c) Audit reports.\n\n## Audit\n\nOne audit a year.\n"
+    )
+    document = load_document(write(tmp_path / "c.md", text), tmp_path)
+    chunks = chunk_document(document, counter, 40, "hash", block_tokens=128)
+    texts = block_texts(chunks)
+    by_text = {chunk.text: texts[chunk.block] for chunk in chunks}
+    short_run = "Contract > Records\n\nARTICLE 7 RECORDS (a) Invoices. (b) Delivery notes."
+    assert by_text["ARTICLE 7"] == by_text["(a) Invoices."] == by_text["(b) Delivery notes."] == short_run
+    long_pieces = {texts[chunk.block] for chunk in chunks if chunk.text.startswith("The Supplier")}
+    assert all(counter.count(piece) > SHORT_BLOCKS for piece in long_pieces)  # a long block stays alone
+    assert by_text["(c) Audit reports."] == "Contract > Records\n\n(c) Audit reports."  # the long block in between
+    assert by_text["One audit a year."] == "Contract > Audit\n\nOne audit a year."  # never across a heading
+    assert len(set(texts.values())) < len(texts)  # fewer texts to embed than blocks

@@ -141,6 +141,7 @@ def evaluate(
             "neighbour_window": settings.neighbour_window,
             "neighbour_weight": settings.neighbour_weight,
             "block_weight": settings.block_weight,
+            "lexical_weight": settings.lexical_weight,
             "merge_sections": settings.merge_sections,
             "expand_context": settings.expand_context,
             "k": k or settings.k,
