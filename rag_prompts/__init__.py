@@ -13,6 +13,7 @@ from .config import Settings as Settings
 from .config import load_settings as load_settings
 from .embed import Embedder as Embedder
 from .embed import SentenceTransformerEmbedder as SentenceTransformerEmbedder
+from .errors import AuditError as AuditError
 from .errors import BudgetError as BudgetError
 from .errors import ConfigError as ConfigError
 from .errors import EmbeddingError as EmbeddingError
@@ -39,6 +40,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AgentProfile",
+    "AuditError",
     "BudgetError",
     "Chunk",
     "ChunkStore",

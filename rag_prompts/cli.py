@@ -11,7 +11,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from .audit import audited_calls, find_call, list_calls, rebuild
 from .config import load_settings
+from .dating import parse_day
 from .errors import ConfigError, RagPromptsError
 from .evaluation.dataset import doc_id_of, load_dataset, read_queries, restriction, sources_by_doc_id
 from .evaluation.evaluate import DEFAULT_BUDGETS, evaluate, plot
@@ -116,10 +118,12 @@ def cmd_compose(args: argparse.Namespace) -> int:
     if args.task is None:
         print("rag-prompts: error: give a TASK or --batch QUERIES.jsonl", file=sys.stderr)
         return 2
-    prompt = _pipeline(args).compose(args.task, agent=args.agent, k=args.k, budget=args.budget)
+    prompt = _pipeline(args).compose(args.task, agent=args.agent, k=args.k, budget=args.budget, as_of=args.as_of)
     if args.json:
         _print_json(
             {
+                "id": prompt.id,
+                "as_of": prompt.as_of,
                 "system_message": prompt.system_message,
                 "tokens": prompt.tokens,
                 "budget": prompt.budget,
@@ -144,7 +148,7 @@ def _compose_batch(args: argparse.Namespace) -> int:
     for query in read_queries(Path(args.batch)):
         restrict = restriction(query.doc_id, sources)
         profile = pipeline.settings.profile(args.agent, k=args.k, budget=args.budget)
-        prompt = pipeline.compose_for(query.query, profile, restrict)
+        prompt = pipeline.compose_for(query.query, profile, restrict, as_of=args.as_of)
         chunks = [
             {"doc_id": doc_id_of(c.source), "source": c.source, "section": c.section, "start": c.start,
              "end": c.end, "score": c.score}
@@ -229,6 +233,44 @@ def cmd_log(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit_log(args: argparse.Namespace) -> Path:
+    path = Path(args.log) if args.log else load_settings(args.config).payload_log_path
+    if path is None:
+        raise RagPromptsError("no payload log: set `payload_log` in the settings (agents write it) or pass --log FILE")
+    if not path.is_file():
+        raise RagPromptsError(f"{path}: no such payload log")
+    return path
+
+
+def cmd_audit_list(args: argparse.Namespace) -> int:
+    """The calls in the payload log: when, which agent, the composition id, the date in force, the sources."""
+    rows = list_calls(audited_calls(_audit_log(args)), args.agent, parse_day(args.since, "--since"))
+    if args.json:
+        _print_json(rows)
+        return 0
+    table = [
+        (row["id"], row["time"], row["agent"], row["call"], row["as_of"], row["tokens"], row["pinned"],
+         row["retrieved"], ", ".join(row["sources"]))
+        for row in rows
+    ]  # fmt: skip
+    print(_table(table, ["id", "time", "agent", "call", "as_of", "tokens", "pinned", "retrieved", "sources"]))
+    return 0
+
+
+def cmd_audit_show(args: argparse.Namespace) -> int:
+    """The exact system message of one logged call, rebuilt from the document versions it was given."""
+    row = find_call(audited_calls(_audit_log(args)), args.call_id)
+    rebuilt = rebuild(_pipeline(args).store, row)
+    if args.json:
+        _print_json({**row["audit"], "system_message": rebuilt.system_message, "matches_log": rebuilt.matches_log})
+    else:
+        sys.stdout.write(rebuilt.system_message)
+        sys.stdout.flush()
+        state = "identical to the message sent" if rebuilt.matches_log else "DIFFERS from the message sent (hash)"
+        print(f"\n--- call {rebuilt.call_id}: {rebuilt.tokens} tokens, {state}", file=sys.stderr)
+    return 0 if rebuilt.matches_log else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rag-prompts", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -256,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     compose.add_argument("--agent", help="agent profile from the config")
     compose.add_argument("--k", type=int, help="at most this many chunks")
     compose.add_argument("--budget", type=int, help="token budget for the whole message")
+    compose.add_argument("--as-of", metavar="YYYY-MM-DD", help="documents in force on this date (default: today)")
     command("stats", cmd_stats, "show documents, chunks and tokens in the store")
     compact = command(
         "compact", cmd_compact, "rewrite the collection into a fresh index (faster filtered searches after re-ingests)"
@@ -273,6 +316,22 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--k", type=int, help="passages per message (default: the settings' k)")
     log = command("log", cmd_log, "summarise a payload log (JSON lines): peak tokens per agent")
     log.add_argument("file", metavar="FILE")
+    audit = commands.add_parser("audit", help="what agents were told: list logged calls, rebuild one's message")
+    audits = audit.add_subparsers(dest="audit_command", required=True)
+    for name, handler, help_text in (
+        ("list", cmd_audit_list, "list the calls in the payload log"),
+        ("show", cmd_audit_show, "print a logged call's exact system message, rebuilt from the store"),
+    ):
+        sub = audits.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("--config", metavar="FILE", help="settings file (default: ./rag_prompts.toml if present)")
+        sub.add_argument("--log", metavar="FILE", help="payload log (default: the settings' payload_log)")
+        sub.add_argument("--json", action="store_true", help="print machine-readable JSON")
+        sub.set_defaults(handler=handler)
+        if name == "list":
+            sub.add_argument("--agent", help="only this agent's calls")
+            sub.add_argument("--since", metavar="YYYY-MM-DD", help="only calls made on or after this day (UTC)")
+        else:
+            sub.add_argument("call_id", metavar="CALL_ID", help="the id `audit list` shows (a unique prefix will do)")
     return parser
 
 

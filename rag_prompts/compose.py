@@ -58,6 +58,7 @@ def compose_message(
     merge: bool = True,
     neighbours: Neighbours | None = None,
     growth: Growth = Growth(),
+    pinned: Sequence[Hit] = (),
 ) -> ComposedPrompt:
     """Pack passages from up to `k` of `hits` (best first) after `base_message` within `budget` tokens.
 
@@ -66,7 +67,10 @@ def compose_message(
     line break and gaps marked with `[…]`. Without it, every chunk gets its own block.
 
     `neighbours`, when given, is called with upcoming passages and returns scored chunks near them (their block
-    mates and the chunks on either side): passages take their whole block, then grow while budget is left."""
+    mates and the chunks on either side): passages take their whole block, then grow while budget is left.
+
+    `pinned` chunks are placed first, in blocks of their own ahead of the retrieved ones; a retrieved duplicate is
+    not sent again. Pins that do not fit with the base message raise BudgetError."""
     header = packaged_prompt("header") if header is None else header
     template = packaged_prompt("chunk") if block_template is None else block_template
     base = base_message.strip()
@@ -77,8 +81,10 @@ def compose_message(
             " shorten `base_message` or raise `budget`"
         )
     header_part = BLOCK_SEPARATOR + header.strip()
-    layout = _Layout(counter, template, merge)
+    layout = _Layout(counter, template, merge, frozenset(hit.chunk.id for hit in pinned))
     packing = _Packing(budget, used, layout, counter.count(header_part), growth=growth)
+    if pinned and not packing.place(list(pinned), "pinned"):
+        raise BudgetError(f"pinned sections need {packing.cost(list(pinned))} tokens; {packing.room()} are left")
     pool = _Pool(hits, neighbours)
     packing.pool = pool if neighbours is not None else None
     _pack(packing, pool, list(hits), k)
@@ -94,8 +100,12 @@ def compose_message(
         tokens=tokens,
         budget=budget,
         encoding=counter.encoding_name,
-        chunks=tuple(_included(hit, cost, context) for hit, cost, _, context in included),
+        chunks=tuple(_included(hit, cost, context, layout.pinned) for hit, cost, _, context in included),
         dropped=tuple(dropped),
+        base_message=base,
+        header=header,
+        block_template=template,
+        merge=merge,
     )
 
 
@@ -163,6 +173,7 @@ class _Layout:
     counter: TokenCounter
     template: str
     merge: bool
+    pinned: frozenset[str] = frozenset()  # ids of pinned chunks: rendered in blocks of their own, first
 
     def frame_cost(self, hit: Hit) -> int:
         return self.counter.count(BLOCK_SEPARATOR + self.template.format(source=_attribute(hit.chunk.source), text=""))
@@ -259,7 +270,7 @@ def _assemble(
     groups: dict[str, list[Hit]] = {}
     for hit, _, _, _ in included:
         key = hit.chunk.source if layout.merge else hit.chunk.id
-        groups.setdefault(key, []).append(hit)
+        groups.setdefault(("pin:" if hit.chunk.id in layout.pinned else "") + key, []).append(hit)
     blocks = "".join(BLOCK_SEPARATOR + render_block(group, layout.template) for group in groups.values())
     message = base + header_part + blocks
     return message, counter.count(message)
@@ -287,12 +298,32 @@ def render_block(hits: Sequence[Hit], template: str) -> str:
     return template.format(source=_attribute(ordered[0].chunk.source), text="".join(parts))
 
 
-def _included(hit: Hit, cost: int, context: bool) -> IncludedChunk:
+def _included(hit: Hit, cost: int, context: bool, pinned: frozenset[str] = frozenset()) -> IncludedChunk:
     chunk = hit.chunk
     score = round(hit.score, 4)
-    return IncludedChunk(chunk.id, chunk.source, chunk.section, chunk.start, chunk.end, score, cost, context)
+    is_pin = chunk.id in pinned
+    return IncludedChunk(
+        chunk.id, chunk.source, chunk.section, chunk.start, chunk.end, score, cost, context and not is_pin,
+        chunk.doc_hash, is_pin,
+    )  # fmt: skip
 
 
 def _dropped(hit: Hit, cost: int, reason: str) -> DroppedChunk:
     chunk = hit.chunk
     return DroppedChunk(chunk.id, chunk.source, chunk.section, round(hit.score, 4), cost, reason)
+
+
+def assemble(
+    base_message: str,
+    header: str,
+    block_template: str,
+    merge: bool,
+    chunks: Sequence[Chunk],
+    pinned: frozenset[str],
+    counter: TokenCounter,
+) -> tuple[str, int]:
+    """The message `compose_message` builds from `chunks` placed in this order, and its tokens (the audit trail
+    rebuilds a logged message with it)."""
+    layout = _Layout(counter, block_template, merge, pinned)
+    placed = [(Hit(chunk, 0.0), 0, order, False) for order, chunk in enumerate(chunks)]
+    return _assemble(base_message.strip(), BLOCK_SEPARATOR + header.strip(), placed, layout, counter)

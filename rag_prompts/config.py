@@ -36,6 +36,16 @@ class AgentProfile(BaseModel):
     history_turns: int | None = Field(default=None, ge=0)
     summary_tokens: int | None = Field(default=None, ge=0)
     tool_output_tokens: int | None = Field(default=None, ge=64)
+    pinned: tuple[str, ...] = ()  # "source#Section": sent first in every message (see `pins`)
+
+    @field_validator("pinned")
+    @classmethod
+    def _pin_shape(cls, pins: tuple[str, ...]) -> tuple[str, ...]:
+        for pin in pins:
+            source, mark, section = pin.partition("#")
+            if not mark or not source.strip() or not section.strip():
+                raise ValueError(f"pin {pin!r}: write it as 'folder/file.md#Section heading'")
+        return pins
 
 
 class ResolvedProfile(BaseModel):
@@ -53,6 +63,7 @@ class ResolvedProfile(BaseModel):
     history_turns: int = Field(ge=0)  # 0: as many turns as fit
     summary_tokens: int = Field(ge=0)  # 0: dropped history is not summarised
     tool_output_tokens: int = Field(ge=64)
+    pinned: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _room_for_the_conversation(self) -> ResolvedProfile:
@@ -92,6 +103,7 @@ class Settings(BaseModel):
     history_turns: int = Field(default=0, ge=0)
     summary_tokens: int = Field(default=SUMMARY_TOKENS, ge=0)
     tool_output_tokens: int = Field(default=1000, ge=64)
+    keep_versions_days: int | None = Field(default=None, ge=0)  # archived document versions (None: keep all)
     payload_log: str = ""  # a JSONL file every agent's per-call token record is appended to ("": logger only)
     artifacts: str = ""  # where large tool outputs are stored ("": beside the store)
     k: int = Field(default=20, ge=1, le=200)
@@ -163,6 +175,7 @@ class Settings(BaseModel):
             "budget": profile.budget or self.budget,
             "tags": profile.tags,
             "model": profile.model or self.model,
+            "pinned": profile.pinned,
         }
         for key in ("context_limit", "reply_reserve", "history_turns", "summary_tokens", "tool_output_tokens"):
             chosen = overrides.pop(key, None)

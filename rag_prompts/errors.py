@@ -36,5 +36,9 @@ class StoreBusyError(StoreError):
     """Another process is writing to the same store (ingest or compact); the message names its pid."""
 
 
+class AuditError(RagPromptsError):
+    """A logged call is not in the payload log, or its message cannot be rebuilt; the message says why."""
+
+
 class EmptyStoreError(StoreError):
     """A search or compose on a store that holds no documents."""

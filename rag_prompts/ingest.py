@@ -28,12 +28,13 @@ from .loaders import SUPPORTED_SUFFIXES, load_document
 from .locking import writer_lock
 from .manifest import DocumentRecord
 from .neighbours import block_texts, mix, text_groups, vector_keys, window, with_block
-from .records import Chunk
+from .records import Chunk, Document
 from .store import SCHEMA_VERSION, ChunkStore
 from .tokens import TokenCounter
 
 CHUNKER_VERSION = 6  # 2: ordinals; 3: context-aware vectors; 4: repeats stored once; 5: blocks; 6: short blocks merged
 EMBED_BATCH = 256
+RECORD_META = 1  # what a manifest record holds beyond the version (1: dating); an older record is relabelled once
 GROUP_CHUNKS = 1024  # chunks embedded and written together: small documents are grouped, large ones sliced
 
 
@@ -160,16 +161,25 @@ def ingest(
     progress: ProgressFn | None = None,
     on_event: Callable[[str, str], None] | None = None,
     wait: bool = False,
+    keep_versions_days: int | None = None,
 ) -> IngestReport:
     """Bring the store in line with the documents under `paths` and report what changed.
+
+    Replaced and removed versions are copied to the store's archive before their chunks are deleted, so logged
+    messages can be rebuilt (`audit`); `keep_versions_days` drops archived versions replaced longer ago than
+    that (None: keep them all; 0: archive nothing).
 
     Holds the store's writer lock throughout (a file beside an embedded store, a leased record in a server):
     another ingest of the same store raises StoreBusyError naming its pid, or is waited for with `wait=True`.
     A store failure raises StoreError; every document committed before it stays, and a rerun resumes."""
     with writer_lock(store.location, wait=wait, collection=store.name) as lease:
-        work = _Ingest(store, embedder, counter, chunk_tokens, neighbours, group_chunks, progress, on_event)
-        work.fence = lease.check
-        return work.run(paths)
+        job = _Ingest(store, embedder, counter, chunk_tokens, neighbours, group_chunks, progress, on_event)
+        job.fence = lease.check
+        job.keep_versions_days = keep_versions_days
+        report = job.run(paths)
+        if keep_versions_days:
+            store.expire_archive(int(time.time()) - keep_versions_days * 86_400)
+        return report
 
 
 class _Ingest:
@@ -196,6 +206,8 @@ class _Ingest:
             f";context={neighbours.window},{neighbours.weight},{neighbours.block_weight};store_schema={SCHEMA_VERSION}"
         )
         self._group: list[tuple[_Todo, list[Chunk]]] = []
+        self.keep_versions_days: int | None = None
+        self._dating: dict[str, Document] = {}  # source -> its loaded document (text dropped): dating for the record
         self._group_size = 0
         self.fence: Callable[[], None] = lambda: None  # raises once the writer lock is lost (a server's lease)
 
@@ -258,6 +270,8 @@ class _Ingest:
                 record = records.get(source)
                 if record is not None and record.doc_hash == doc_hash and record.root == str(scan.root):
                     report.unchanged.append(source)
+                    if record.meta < RECORD_META:
+                        record = self._relabel(file, scan.root, record)
                     if not record.clean:
                         finish.append(record)
                 else:
@@ -269,6 +283,20 @@ class _Ingest:
                 )
         return todos, finish, vanished
 
+    def _relabel(self, file: Path, root: Path, record: DocumentRecord) -> DocumentRecord:
+        """Give a record written before it held the document's dating that dating (the chunks stay as they are)."""
+        try:
+            document = load_document(file, root)
+        except LoadError as error:
+            self._fail(str(file), error.reason)
+            return record
+        relabelled = replace(
+            record, effective=document.effective, expires=document.expires, superseded_by=document.superseded_by,
+            meta=RECORD_META,
+        )  # fmt: skip
+        self.store.put_records([relabelled])
+        return relabelled
+
     def _fail(self, path: str, reason: str) -> None:
         self.report.failed.append(Failure(path, reason))
         self.event("failed", f"{path}: {reason}")
@@ -277,6 +305,7 @@ class _Ingest:
         """The chunks of one file with their vector keys, or None (reported) when it cannot be loaded."""
         try:
             document = load_document(todo.file, todo.root)
+            self._dating[todo.source] = replace(document, text="", headings=())
             chunks = distinct(chunk_document(document, self.counter, self.chunk_tokens, todo.doc_hash))
             keys = vector_keys(chunks, self.neighbours.window, self.neighbours.weight, self.neighbours.block_weight)
         except LoadError as error:
@@ -354,9 +383,12 @@ class _Ingest:
         """Name the new version in the manifest (searches show it from now on), then delete the others."""
         old = todo.record
         title = chunks[0].title if chunks else ""
+        dated = self._dating.pop(todo.source, None)
         record = DocumentRecord(
             todo.source, str(todo.root), title, doc_hash=todo.doc_hash, stale=old is not None,
             chunks=len(chunks), tokens=sum(chunk.tokens for chunk in chunks),
+            effective=dated.effective if dated else "", expires=dated.expires if dated else "",
+            superseded_by=dated.superseded_by if dated else "", meta=RECORD_META,
         )  # fmt: skip
         self.fence()
         self.store.put_records([record])
@@ -369,6 +401,7 @@ class _Ingest:
 
     def _delete_stale(self, record: DocumentRecord) -> None:
         stale = [chunk_id for chunk_id, doc_hash in self.store.versions(record.source) if doc_hash != record.doc_hash]
+        self._keep(stale)
         self._delete(stale)
         self.report.chunks_deleted += len(stale)
         self.store.put_records([replace(record, pending="", stale=False)])
@@ -378,6 +411,7 @@ class _Ingest:
         self.fence()
         self.store.put_records([replace(record, doc_hash="", pending="", stale=True)])
         ids = [chunk_id for chunk_id, _ in self.store.versions(record.source)]
+        self._keep(ids)
         self._delete(ids)
         self.store.drop_record(record.source)
         self.report.chunks_deleted += len(ids)
@@ -386,6 +420,11 @@ class _Ingest:
         if record.committed or not record.pending:
             self.report.removed.append(record.source)
             self.event("removed", record.source)
+
+    def _keep(self, ids: list[str]) -> None:
+        """Archive chunks about to be deleted (unless retention is 0 days)."""
+        if self.keep_versions_days != 0:
+            self.store.archive(ids, int(time.time()))
 
     def _delete(self, ids: list[str]) -> None:
         for start in range(0, len(ids), self.group_chunks):

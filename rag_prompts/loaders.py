@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from .dating import dating_from
 from .errors import LoadError
 from .records import Document, Heading
 
@@ -39,12 +40,22 @@ def _line_offsets(text: str) -> list[int]:
     return offsets
 
 
+class _FrontMatterLoader(yaml.SafeLoader):
+    """Safe YAML that leaves dates as text: `dating` checks them and names the key at fault."""
+
+
+_FrontMatterLoader.yaml_implicit_resolvers = {
+    first: [resolver for resolver in resolvers if resolver[0] != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def _front_matter(text: str, path: str) -> tuple[dict[str, Any], int]:
     match = _FRONT_MATTER.match(text)
     if not match:
         return {}, 0
     try:
-        data = yaml.safe_load(match.group(1)) or {}
+        data = yaml.load(match.group(1), Loader=_FrontMatterLoader) or {}  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as error:
         raise LoadError(path, f"invalid YAML front matter: {error}") from error
     if not isinstance(data, dict):
@@ -117,7 +128,11 @@ def load_markdown(data: bytes, source: str, root: str, path: str) -> Document:
     headings = _markdown_headings(text, body_start)
     title = str(meta.get("title") or _title_from(headings, PurePosixPath(source).stem))
     tags = _merge_tags(_folder_tags(source), meta.get("tags"))
-    return Document(source, root, title, text, tuple(headings), tags, body_start)
+    dating = dating_from(meta, source, path)
+    return Document(
+        source, root, title, text, tuple(headings), tags, body_start,
+        dating.effective, dating.expires, dating.superseded_by,
+    )  # fmt: skip
 
 
 def load_text(data: bytes, source: str, root: str, path: str) -> Document:

@@ -40,6 +40,10 @@ class DocumentRecord:
     stale: bool = False
     chunks: int = 0
     tokens: int = 0
+    effective: str = ""  # the document's dating (see `dating`); "" undated
+    expires: str = ""
+    superseded_by: str = ""
+    meta: int = 0  # which document facts the record holds: 1 = dating (older records are re-read once)
 
     @property
     def committed(self) -> bool:
@@ -87,7 +91,8 @@ class Manifest:
     def records(self) -> dict[str, DocumentRecord]:
         records: dict[str, DocumentRecord] = {}
         for metadata in self._pages():
-            record = DocumentRecord(**{key: metadata[key] for key in DocumentRecord.__dataclass_fields__})
+            fields = DocumentRecord.__dataclass_fields__
+            record = DocumentRecord(**{key: metadata[key] for key in fields if key in metadata})
             records[record.source] = record
         return records
 

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 from .compose import compose_message
 from .config import ResolvedProfile, Settings, load_settings
+from .dating import Dating, current_as_of, out_of_force, parse_day, today
 from .embed import Embedder, SentenceTransformerEmbedder, embedder_name
+from .errors import BudgetError, ConfigError
 from .ingest import IngestReport, NeighbourMix, ProgressFn, ingest
+from .pins import resolve_pins
 from .records import ComposedPrompt, Hit
 from .retrieve import Retriever
 from .store import ChunkStore, StoreStats, open_store
@@ -40,6 +47,8 @@ class Pipeline:
         self._embedder = embedder
         self._store = store
         self._lock = threading.RLock()  # agents compose from worker threads; build the model and store once
+        self._pins: dict[tuple[Any, ...], tuple[tuple[str, ...], list[Hit]]] = {}  # profile -> (versions, pins)
+        self._in_force: tuple[object, date, frozenset[str]] | None = None  # the last answer of `out_of_force`
 
     @classmethod
     def from_config(cls, path: str | Path | None = None, **overrides: Any) -> Pipeline:
@@ -103,6 +112,7 @@ class Pipeline:
             progress=progress,
             on_event=on_event,
             wait=wait,
+            keep_versions_days=self.settings.keep_versions_days,
         )
 
     def search(
@@ -121,30 +131,86 @@ class Pipeline:
         base_message: str | None = None,
         tags: Sequence[str] | None = None,
         sources: Sequence[str] = (),
+        as_of: str | date | None = None,
     ) -> ComposedPrompt:
-        """The system message for `task`: the agent's base message plus the chunks that fit its budget."""
+        """The system message for `task`: the agent's base message, its pinned sections, then the chunks that fit
+        its budget from the documents in force on `as_of` (default: today)."""
         profile = self.settings.profile(
             agent, k=k, budget=budget, base_message=base_message, tags=None if tags is None else tuple(tags)
         )
-        return self.compose_for(task, profile, sources)
+        return self.compose_for(task, profile, sources, as_of=as_of)
 
-    def compose_for(self, task: str, profile: ResolvedProfile, sources: Sequence[str] = ()) -> ComposedPrompt:
-        """The system message for `task` under a resolved profile. A blank task gets the base message alone."""
+    def compose_for(
+        self, task: str, profile: ResolvedProfile, sources: Sequence[str] = (), *, as_of: str | date | None = None
+    ) -> ComposedPrompt:
+        """The system message for `task` under a resolved profile. A blank task gets the base message and pins.
+        `as_of` (else an enclosing `policies_as_of` block, else today) picks the documents in force."""
+        day = parse_day(as_of) or current_as_of() or today()
+        excluded = self.out_of_force(day)
         hits = (
-            self.retriever.search(task, candidate_count(profile.k, profile.budget), profile.tags, sources)
+            self.retriever.search(
+                task, candidate_count(profile.k, profile.budget), profile.tags, sources, exclude=excluded
+            )
             if task.strip()
             else []
         )
-        return compose_message(
-            profile.base_message,
-            hits,
-            k=profile.k,
-            budget=profile.budget,
-            counter=token_counter(profile.model),
-            header=self.settings.header,
-            merge=self.settings.merge_sections,
-            neighbours=self._context_of(task, hits) if self.settings.expand_context else None,
+        pinned = self.pinned(profile)
+        try:
+            prompt = compose_message(
+                profile.base_message,
+                hits,
+                k=profile.k,
+                budget=profile.budget,
+                counter=token_counter(profile.model),
+                header=self.settings.header,
+                merge=self.settings.merge_sections,
+                neighbours=self._context_of(task, hits) if self.settings.expand_context else None,
+                pinned=pinned,
+            )
+        except BudgetError as error:
+            if not pinned:
+                raise
+            raise ConfigError(
+                f"agent {profile.name!r}: pinned {', '.join(map(repr, profile.pinned))} with the base message"
+                f" exceed the budget of {profile.budget} tokens ({error}); pin less or raise `budget`"
+            ) from error
+        task_hash = hashlib.sha256(task.encode("utf-8")).hexdigest()
+        return replace(prompt, id=uuid.uuid4().hex, as_of=day.isoformat(), task_sha256=task_hash)
+
+    def out_of_force(self, day: date) -> frozenset[str]:
+        """The stored sources not in force on `day` (see `dating`); recomputed only when the store or day changes."""
+        records = self.store.committed()
+        cached = self._in_force
+        if cached is not None and cached[0] is records and cached[1] == day:
+            return cached[2]
+        datings = (Dating(item.source, item.effective, item.expires, item.superseded_by) for item in records.values())
+        excluded = out_of_force(datings, day)
+        self._in_force = (records, day, excluded)
+        return excluded
+
+    def pinned(self, profile: ResolvedProfile) -> list[Hit]:
+        """The profile's pinned chunks (ConfigError naming the agent and pin when one does not resolve)."""
+        if not profile.pinned:
+            return []
+        committed = self.store.committed()
+        versions = tuple(
+            (record.doc_hash if record else "")
+            for record in (committed.get(pin.partition("#")[0].strip()) for pin in profile.pinned)
         )
+        key = (profile.name, profile.pinned, profile.tags)
+        with self._lock:
+            cached = self._pins.get(key)
+        if cached is not None and cached[0] == versions:
+            return cached[1]
+        hits = resolve_pins(self.store, profile.name, profile.pinned, profile.tags)
+        with self._lock:
+            self._pins[key] = (versions, hits)  # the pinned documents' versions it was resolved at
+        return hits
+
+    def check_pins(self, profile: ResolvedProfile) -> None:
+        """Resolve the profile's pins and fit them with its base message now: a bad pin fails at load."""
+        if profile.pinned:
+            self.compose_for("", profile)
 
     def _context_of(self, task: str, candidates: Sequence[Hit]) -> Callable[[Sequence[Hit]], list[Hit]]:
         """The chunks near packed ones, scored for `task`: what a passage can grow into when budget is left.

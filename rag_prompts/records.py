@@ -26,6 +26,9 @@ class Document:
     headings: tuple[Heading, ...] = ()
     tags: tuple[str, ...] = ()
     body_start: int = 0  # where content starts (after Markdown front matter)
+    effective: str = ""  # ISO date from front matter: in force from this day ("" always)
+    expires: str = ""  # ISO date: in force up to and including this day ("" no end)
+    superseded_by: str = ""  # the source that replaces it once that one takes effect
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,8 @@ class IncludedChunk:
     score: float
     tokens: int
     context: bool = False
+    doc_hash: str = ""  # the document version it was taken from
+    pinned: bool = False  # a pinned section of the agent's profile, not retrieved
 
 
 @dataclass(frozen=True)
@@ -102,3 +107,10 @@ class ComposedPrompt:
     encoding: str
     chunks: tuple[IncludedChunk, ...] = ()
     dropped: tuple[DroppedChunk, ...] = field(default=())
+    id: str = ""  # names this composition in the payload log (`rag-prompts audit show ID`)
+    as_of: str = ""  # the date whose documents in force were used (ISO)
+    task_sha256: str = ""  # the hash of the task text composed for
+    base_message: str = ""  # as sent (stripped), so the message can be rebuilt from the store
+    header: str = ""
+    block_template: str = ""
+    merge: bool = True

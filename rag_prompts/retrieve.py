@@ -19,9 +19,17 @@ class Retriever:
         self.embedder = embedder
         self.lexical_weight = lexical_weight
 
-    def search(self, query: str, n: int, tags: Sequence[str] = (), sources: Sequence[str] = ()) -> list[Hit]:
+    def search(
+        self,
+        query: str,
+        n: int,
+        tags: Sequence[str] = (),
+        sources: Sequence[str] = (),
+        exclude: frozenset[str] = frozenset(),
+    ) -> list[Hit]:
+        """The `n` best chunks for `query`; chunks of the sources in `exclude` (not in force) are left out."""
         if not query.strip():
             return []
         pool = max(n, POOL) if self.lexical_weight else n
-        hits = self.store.query(self.embedder.embed_query(query), pool, tags=tags, sources=sources)
+        hits = self.store.query(self.embedder.embed_query(query), pool, tags=tags, sources=sources, exclude=exclude)
         return rerank(query, hits, self.lexical_weight)[:n] if self.lexical_weight else hits

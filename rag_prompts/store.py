@@ -15,7 +15,7 @@ import os
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
@@ -33,6 +33,7 @@ from .server_lock import ServerLock
 SCHEMA_VERSION = 2  # 2: fields not filtered on are packed into one JSON metadata value
 _PACKED = "chunk"
 _PAGE = 5000
+_PLACEHOLDER = [1.0]  # the archive keeps no vectors; Chroma wants one per record
 OVERFETCH_MIN_CHUNKS = 20_000  # below this, Chroma's own filter is the faster way to search with one
 OVERFETCH_FACTORS = (2, 8, 32)  # unfiltered candidates per wanted hit, before falling back to Chroma's filter
 NO_DOCUMENTS = "the store has no documents: run `rag-prompts ingest` first"
@@ -161,11 +162,16 @@ def server_lock(location: str, collection: str, lease: float) -> ServerLock:
     return ServerLock(_client(location), collection, location, missing=NotFoundError, lease=lease)
 
 
+def archive_name(collection: str) -> str:
+    return f"{collection[:490]}.archive"
+
+
 def delete_collection(location: str, collection: str) -> None:
-    """Drop a collection, its manifest and its compacted copies if they exist (used to rebuild from scratch)."""
+    """Drop a collection, its manifest, its archive and its compacted copies if they exist (to rebuild from
+    scratch)."""
     client = _client(location)
     for name in _collection_names(client):
-        if name in (collection, manifest_name(collection)) or _version_of(name, collection):
+        if name in (collection, manifest_name(collection), archive_name(collection)) or _version_of(name, collection):
             client.delete_collection(name)
 
 
@@ -395,6 +401,7 @@ class ChunkStore:
         self._token: str | None = None
         self._versions: dict[str, str] = {}  # source -> committed document hash ("" none), per the manifest
         self._counts: dict[str, int] = {}  # source -> chunks of its committed version
+        self._committed: dict[str, DocumentRecord] = {}  # source -> its committed record, as of the last refresh
         self._refresh_lock = threading.Lock()
         self._reopened = 0  # how many times another process's writes made this store open a fresh client
 
@@ -441,6 +448,7 @@ class ChunkStore:
                 records = self._manifest.records()
                 self._versions = {source: record.doc_hash for source, record in records.items()}
                 self._counts = {source: record.chunks for source, record in records.items() if record.committed}
+                self._committed = {source: record for source, record in records.items() if record.committed}
                 self._size_hint = None
                 self._cache.retain(self._visible)
                 self._token = generation.token
@@ -459,6 +467,12 @@ class ChunkStore:
         if self._reopened > 1:
             _stop(old)
         return True
+
+    def committed(self) -> Mapping[str, DocumentRecord]:
+        """The committed documents' records, as of the latest generation (no read when nothing changed). The same
+        mapping is returned until the next change; callers do not modify it."""
+        self.refresh()
+        return self._committed
 
     def _visible(self, chunk: Chunk) -> bool:
         committed = self._versions.get(chunk.source)
@@ -602,6 +616,47 @@ class ChunkStore:
                 )
             crashpoints.step("write")
 
+    # -- the archive of replaced versions (the audit trail rebuilds logged messages from it) -------------------
+
+    def _archive(self) -> Any:
+        return self._client.get_or_create_collection(
+            archive_name(self.name), metadata={"rag_prompts": "archive"}, embedding_function=None
+        )
+
+    def archive(self, ids: Sequence[str], when: int) -> None:
+        """Copy these chunks (text and fields, not vectors) to the archive before they are deleted; `when` is the
+        time (epoch seconds) they were replaced. Copying again is harmless."""
+        if self._client is None or not ids:
+            return
+        for batch in _batches(list(ids), self._max_batch()):
+            with _guard(f"archiving chunks of {self.name!r}", self.location):
+                page = self._collection.get(ids=list(batch), include=["metadatas", "documents"])
+                if page["ids"]:
+                    self._archive().upsert(
+                        ids=page["ids"], embeddings=[_PLACEHOLDER] * len(page["ids"]), documents=page["documents"],
+                        metadatas=[{**metadata, "archived": when} for metadata in page["metadatas"] or []],
+                    )  # fmt: skip
+
+    def archived(self, ids: Sequence[str]) -> list[Chunk]:
+        """Archived chunks with these ids (unknown ids are left out)."""
+        if self._client is None or not ids:
+            return []
+        with _guard(f"reading the archive of {self.name!r}", self.location):
+            page = self._archive().get(ids=list(ids), include=["metadatas", "documents"])
+        rows = zip(page["ids"], page["documents"] or [], page["metadatas"] or [], strict=True)
+        return [_chunk(chunk_id, text or "", metadata) for chunk_id, text, metadata in rows]
+
+    def expire_archive(self, before: int) -> int:
+        """Delete the archived chunks replaced before `before` (epoch seconds); returns how many."""
+        if self._client is None:
+            return 0
+        with _guard(f"expiring the archive of {self.name!r}", self.location):
+            handle = self._archive()
+            ids = handle.get(where={"archived": {"$lt": before}}, include=[])["ids"]
+            for batch in _batches(ids, self._max_batch()):
+                handle.delete(ids=list(batch))
+        return len(ids)
+
     def delete(self, ids: Sequence[str]) -> None:
         self._size_hint = None
         self._cache.discard(ids)
@@ -610,7 +665,14 @@ class ChunkStore:
                 self._collection.delete(ids=list(batch))
             crashpoints.step("delete")
 
-    def query(self, vector: np.ndarray, n: int, tags: Sequence[str] = (), sources: Sequence[str] = ()) -> list[Hit]:
+    def query(
+        self,
+        vector: np.ndarray,
+        n: int,
+        tags: Sequence[str] = (),
+        sources: Sequence[str] = (),
+        exclude: frozenset[str] = frozenset(),
+    ) -> list[Hit]:
         """The `n` nearest chunks carrying any of `tags` (and from `sources`), best first; score = cosine similarity.
 
         On a large collection Chroma's metadata filter costs far more than the vector search (about 130 ms
@@ -620,33 +682,38 @@ class ChunkStore:
         goes to Chroma's filter directly (26 ms against 269 ms over-fetching, one CUAD contract of 60 at 23,855
         chunks). Every path returns the same chunks. The search returns ids and distances; the chunks themselves
         come from the record cache, and only the ones it lacks are read. Chunks of a version not committed are
-        hidden (and more are asked for in their place). Raises EmptyStoreError when no document is committed.
+        hidden (and more are asked for in their place), and so are chunks of the sources in `exclude` (documents
+        not in force on the date composed for). Raises EmptyStoreError when no document is committed.
         """
         if n <= 0:
             return []
         try:
-            return self._query(vector, n, tags, sources)
+            return self._query(vector, n, tags, sources, exclude)
         except StoreError:  # the collection may have been swapped by a compaction since the last look: once more
             self._token = None
-            return self._query(vector, n, tags, sources)
+            return self._query(vector, n, tags, sources, exclude)
 
-    def _query(self, vector: np.ndarray, n: int, tags: Sequence[str], sources: Sequence[str]) -> list[Hit]:
+    def _query(
+        self, vector: np.ndarray, n: int, tags: Sequence[str], sources: Sequence[str], exclude: frozenset[str]
+    ) -> list[Hit]:
         self.refresh()
         if not any(self._versions.values()) and (self._versions or self._size() == 0):
             raise EmptyStoreError(NO_DOCUMENTS)
         extra = 0
         while True:
             rows = self._candidates(vector, n + extra, tags, sources)
-            hits = self._hits(rows)
+            hits = [hit for hit in self._hits(rows) if hit.chunk.source not in exclude]
             hidden = len(rows) - len(hits)
             if len(hits) >= n or not hidden or len(rows) < n + extra:
                 break
             extra = max(2 * extra, 2 * hidden, 20)
         if sources and len(hits) < n and len(hits) < sum(self._counts.get(source, 0) for source in sources):
-            return self._exact(vector, n, where_filter(tags, sources))  # the index failed to reach them
+            return self._exact(vector, n, where_filter(tags, sources), exclude)  # the index failed to reach them
         return hits[:n]
 
-    def _exact(self, vector: np.ndarray, n: int, where: dict[str, Any] | None) -> list[Hit]:
+    def _exact(
+        self, vector: np.ndarray, n: int, where: dict[str, Any] | None, exclude: frozenset[str] = frozenset()
+    ) -> list[Hit]:
         """The `n` best chunks matching `where`, scored one by one. Chroma's filtered index search can miss
         chunks (many near-identical vectors elsewhere cut them off in its graph); a few documents' chunks are
         cheap to score directly."""
@@ -663,7 +730,7 @@ class ChunkStore:
                     page["ids"], page["documents"] or [], page["metadatas"] or [], vectors, strict=True
                 ):
                     chunk = _chunk(chunk_id, text or "", metadata)
-                    if self._visible(chunk):
+                    if self._visible(chunk) and chunk.source not in exclude:
                         found[chunk_id] = (chunk, stored)
             if len(page["ids"]) < _PAGE:
                 break

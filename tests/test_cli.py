@@ -59,11 +59,12 @@ def test_ingest_search_compose_stats(config: Path, capsys: pytest.CaptureFixture
         capsys,
     )
     result = json.loads(out)
-    assert set(result) == {"system_message", "tokens", "budget", "encoding", "chunks", "dropped"}
+    assert set(result) == {"id", "as_of", "system_message", "tokens", "budget", "encoding", "chunks", "dropped"}
     assert result["budget"] == 600 and result["tokens"] <= 600
     passages = [chunk for chunk in result["chunks"] if not chunk["context"]]
     assert len(passages) == 2 < len(result["chunks"])  # k=2 passages, grown into their context with the budget left
-    assert set(result["chunks"][0]) == {"id", "source", "section", "start", "end", "score", "tokens", "context"}
+    chunk_keys = {"id", "source", "section", "start", "end", "score", "tokens", "context", "doc_hash", "pinned"}
+    assert set(result["chunks"][0]) == chunk_keys
     assert result["system_message"].startswith("You answer Harbourline Mutual staff questions")
 
     code, out, err = run(["compose", "Hotel caps?", "--agent", "staff_helpdesk", "--config", str(config)], capsys)

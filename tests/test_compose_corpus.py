@@ -36,7 +36,7 @@ def test_clear_cut_tasks_get_their_section_within_budget(
     clear = [task for task in tasks if task["clear_cut"]]
     found = []
     for task in clear:
-        prompt = corpus_pipeline.compose(task["task"], agent=task["agent"])
+        prompt = corpus_pipeline.compose(task["task"], agent=task["agent"], as_of=task.get("as_of"))
         profile = corpus_pipeline.settings.profile(task["agent"])
         assert prompt.tokens <= profile.budget == prompt.budget
         assert sum(not chunk.context for chunk in prompt.chunks) <= profile.k

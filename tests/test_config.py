@@ -78,7 +78,8 @@ def test_profile_overrides_are_validated() -> None:
 def test_every_top_level_setting_is_read_from_its_environment_variable() -> None:
     defaults = Settings(base_dir=Path("/tmp"))
     chosen: dict[str, Any] = {"store": "http://127.0.0.1:9", "corpus": ("a", "b"), "embedding_backend": "torch",
-                              "embedding_precision": "int8", "context_limit": 4096}  # fmt: skip
+                              "embedding_precision": "int8", "context_limit": 4096,
+                              "keep_versions_days": 30}  # fmt: skip
     for key in Settings.model_fields:
         if key in {"agents", "base_dir"} or key in chosen:
             continue

@@ -5,6 +5,7 @@ adapter; the adapter (the only module that imports its framework) is imported wh
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -63,6 +64,8 @@ class AgentBuilder(Generic[ClientT, AgentT]):
         summariser: Summariser | None = None,
         task: str | None = None,
         on_call: Callable[[ModelCall], None] | None = None,
+        as_of: str | date | None = None,
+        pinned: Sequence[str] | None = None,
         **agent_kwargs: Any,
     ) -> AgentT:
         """An agent for the `[agents.NAME]` profile whose system message is composed per task (see the face)."""
@@ -87,6 +90,8 @@ class AgentBuilder(Generic[ClientT, AgentT]):
             summary_tokens=summary_tokens,
             tool_output_tokens=tool_output_tokens,
             task=task,
+            as_of=as_of,
+            pinned=None if pinned is None else tuple(pinned),
         )
         agent_kwargs.setdefault("description", prompter.description)  # how a team's selector sees the agent
         return adapter(prompter, client, on_call, summariser=summariser, **agent_kwargs)

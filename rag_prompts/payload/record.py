@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -45,4 +46,36 @@ class ModelCall:
             "summary_tokens": self.summary_tokens,
             "offloaded": self.offloaded,
             "time": self.time,
+            "audit": audit_fields(self.prompt) if self.prompt is not None else None,
         }
+
+
+def audit_fields(prompt: ComposedPrompt) -> dict[str, Any]:
+    """What `rag-prompts audit show` needs to trace and rebuild the system message: the composition's id, the
+    task's hash, the date its documents were in force, each injected chunk's provenance (source, document
+    version, section, characters, score, pinned or retrieved) in placement order, and the message's own parts."""
+    return {
+        "id": prompt.id,
+        "task_sha256": prompt.task_sha256,
+        "as_of": prompt.as_of,
+        "chunks": [
+            {
+                "id": chunk.id,
+                "source": chunk.source,
+                "doc_hash": chunk.doc_hash,
+                "section": chunk.section,
+                "start": chunk.start,
+                "end": chunk.end,
+                "score": chunk.score,
+                "kind": "pinned" if chunk.pinned else "retrieved",
+            }
+            for chunk in prompt.chunks
+        ],  # fmt: skip
+        "message_sha256": hashlib.sha256(prompt.system_message.encode("utf-8")).hexdigest(),
+        "tokens": prompt.tokens,
+        "encoding": prompt.encoding,
+        "base_message": prompt.base_message,
+        "header": prompt.header,
+        "block_template": prompt.block_template,
+        "merge": prompt.merge,
+    }
