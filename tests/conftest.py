@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -61,6 +62,24 @@ def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def run_team_example(tmp_path: Path, script: str) -> tuple[str, list[tuple[str, ...]]]:
+    """Run scripts/SCRIPT on two cases against a copy of the sample settings in `tmp_path`; its stdout and, per
+    agent call, (agent, tokens sent, messages, system message tokens, budget)."""
+    text = CONFIG.read_text("utf-8").replace('".rag_prompts/chroma"', f'"{tmp_path / "store"}"')
+    config = write(tmp_path / "rag_prompts.toml", text.replace('corpus = ["corpus"]', f'corpus = ["{CORPUS}"]'))
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / script), "--config", str(config), "--cases", "2"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    calls = re.findall(
+        r"^  (\w+) +(\d+) tokens sent in (\d+) messages \(system message (\d+)/(\d+)\)$", result.stdout, re.M
+    )
+    return result.stdout, calls
 
 
 def free_port() -> int:

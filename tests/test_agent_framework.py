@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -34,7 +33,7 @@ from rag_prompts.payload.history import Item
 from rag_prompts.payload.log import PayloadLog
 
 from .agent_helpers import assert_no_orphans, corpus_tags, sources_in
-from .conftest import CONFIG, CORPUS, ROOT, write
+from .conftest import run_team_example
 from .test_payload import SMALL, TASK, agentchat_conversations, blob, check_payloads, recount
 
 PAYLOAD_BUDGET = SMALL["context_limit"] - SMALL["reply_reserve"]
@@ -291,18 +290,7 @@ def test_without_agent_framework_installed_the_error_names_the_extra() -> None:
 
 
 def test_team_example_on_agent_framework_runs_offline(tmp_path: Path) -> None:
-    text = CONFIG.read_text("utf-8").replace('".rag_prompts/chroma"', f'"{tmp_path / "store"}"')
-    config = write(tmp_path / "rag_prompts.toml", text.replace('corpus = ["corpus"]', f'corpus = ["{CORPUS}"]'))
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "team_example_af.py"), "--config", str(config), "--cases", "2"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    calls = re.findall(
-        r"^  (\w+) +(\d+) tokens sent in (\d+) messages \(system message (\d+)/(\d+)\)$", result.stdout, re.M
-    )
+    _, calls = run_team_example(tmp_path, "team_example_af.py")
     assert [name for name, *_ in calls] == ["claims_triage", "compliance_reviewer", "customer_reply"] * 2
     for name, sent, messages, system, budget in calls:
         assert int(system) <= int(budget) and int(sent) > int(system)
