@@ -83,7 +83,7 @@ class Pipeline:
 
     @property
     def retriever(self) -> Retriever:
-        return Retriever(self.store, self.embedder, self.settings.lexical_weight)
+        return Retriever(self.store, self.embedder, self.settings.lexical_weight, self.settings.region_weight)
 
     @property
     def counter(self) -> TokenCounter:

@@ -7,17 +7,22 @@ from collections.abc import Sequence
 from .embed import Embedder
 from .lexical import POOL, rerank
 from .records import Hit
+from .regions import lift
 from .store import ChunkStore
 
 
 class Retriever:
-    """Dense retrieval over one store with one embedder (cosine similarity, best first); with a lexical weight,
-    the top `lexical.POOL` dense candidates are reordered by dense score + weight x BM25 before the best n are kept."""
+    """Dense retrieval over one store with one embedder (cosine similarity, best first). With a lexical or a region
+    weight, the top `lexical.POOL` dense candidates are reordered before the best n are kept: by dense score +
+    lexical weight x BM25, then + region weight x the best nearby candidate (`regions.lift`)."""
 
-    def __init__(self, store: ChunkStore, embedder: Embedder, lexical_weight: float = 0.0) -> None:
+    def __init__(
+        self, store: ChunkStore, embedder: Embedder, lexical_weight: float = 0.0, region_weight: float = 0.0
+    ) -> None:
         self.store = store
         self.embedder = embedder
         self.lexical_weight = lexical_weight
+        self.region_weight = region_weight
 
     def search(
         self,
@@ -30,6 +35,9 @@ class Retriever:
         """The `n` best chunks for `query`; chunks of the sources in `exclude` (not in force) are left out."""
         if not query.strip():
             return []
-        pool = max(n, POOL) if self.lexical_weight else n
+        reordered = bool(self.lexical_weight or self.region_weight)
+        pool = max(n, POOL) if reordered else n
         hits = self.store.query(self.embedder.embed_query(query), pool, tags=tags, sources=sources, exclude=exclude)
-        return rerank(query, hits, self.lexical_weight)[:n] if self.lexical_weight else hits
+        if not reordered:
+            return hits
+        return lift(rerank(query, hits, self.lexical_weight), self.region_weight)[:n]

@@ -49,9 +49,9 @@ def test_search_reorders_the_dense_pool_by_the_task_words(
     lines = [f"Clause {n}. Deliveries of batch {n} are inspected on arrival at the depot." for n in range(30)]
     lines[17] = "Clause 17. Deliveries of batch 17 are inspected by the quarantine officer at the depot."
     write(tmp_path / "docs" / "deliveries.md", "# Deliveries\n\n" + "\n\n".join(lines) + "\n")
-    dense = make_pipeline(tmp_path, embedder, lexical_weight=0.0)
+    dense = make_pipeline(tmp_path, embedder, lexical_weight=0.0, region_weight=0.0)
     dense.ingest([tmp_path / "docs"])
-    mixed = Pipeline(dense.settings.model_copy(update={"lexical_weight": 0.05}), embedder=embedder, store=dense.store)
+    mixed = Pipeline(dense.settings.model_copy(update={"lexical_weight": 0.05, "region_weight": 0.0}), embedder=embedder, store=dense.store)
     task = "Who is the quarantine officer for deliveries?"
     pool = dense.search(task, k=POOL)
     expected = rerank(task, pool, 0.05)[:5]

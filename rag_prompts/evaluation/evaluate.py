@@ -142,6 +142,7 @@ def evaluate(
             "neighbour_weight": settings.neighbour_weight,
             "block_weight": settings.block_weight,
             "lexical_weight": settings.lexical_weight,
+            "region_weight": settings.region_weight,
             "merge_sections": settings.merge_sections,
             "expand_context": settings.expand_context,
             "k": k or settings.k,
