@@ -17,8 +17,17 @@ def _hit(text: str, score: float, n: int) -> Hit:
     return Hit(chunk, score)
 
 
-def test_terms_drop_function_words_and_one_letter_words() -> None:
-    assert terms("What is the Governing Law of a contract?") == ["governing", "law", "contract"]
+def test_terms_drop_function_words_and_one_letter_words_and_are_stemmed() -> None:
+    assert terms("What is the Governing Law of a contract?") == ["govern", "law", "contract"]
+    assert terms("Is there a non-compete clause?") == ["non", "compet", "claus"]
+    assert terms("competing") == terms("compete") == terms("competes") == ["compet"]
+    assert terms("collected collection") == ["collect", "collect"]
+
+
+def test_bm25_matches_other_inflections_of_the_task_words() -> None:
+    texts = ["The distributor shall not sell competing products.", "The distributor sells products in Ohio."]
+    scores = bm25("Is there a non-compete clause?", texts)
+    assert scores[0] > 0 and scores[1] == 0.0
 
 
 def test_bm25_prefers_rare_query_words_and_shorter_texts() -> None:
@@ -51,7 +60,8 @@ def test_search_reorders_the_dense_pool_by_the_task_words(
     write(tmp_path / "docs" / "deliveries.md", "# Deliveries\n\n" + "\n\n".join(lines) + "\n")
     dense = make_pipeline(tmp_path, embedder, lexical_weight=0.0, region_weight=0.0)
     dense.ingest([tmp_path / "docs"])
-    mixed = Pipeline(dense.settings.model_copy(update={"lexical_weight": 0.05, "region_weight": 0.0}), embedder=embedder, store=dense.store)
+    settings = dense.settings.model_copy(update={"lexical_weight": 0.05, "region_weight": 0.0})
+    mixed = Pipeline(settings, embedder=embedder, store=dense.store)
     task = "Who is the quarantine officer for deliveries?"
     pool = dense.search(task, k=POOL)
     expected = rerank(task, pool, 0.05)[:5]

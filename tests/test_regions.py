@@ -47,7 +47,9 @@ def test_no_weight_or_no_spread_leaves_the_order() -> None:
     assert [hit.score for hit in lift(unplaced, 0.3)] == [0.9, 0.5, 0.1]
 
 
-def test_search_applies_the_lift_after_the_lexical_rerank(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
+def test_search_applies_the_lift_after_the_lexical_rerank(
+    tmp_path: Path, embedder: SentenceTransformerEmbedder
+) -> None:
     lines = [f"Clause {n}. Deliveries of batch {n} are inspected on arrival at the depot." for n in range(40)]
     lines[20] = "Clause 20. Deliveries held in quarantine are released by the quarantine officer."
     lines[22] = "Clause 22. The quarantine officer keeps a log of every delivery held."
