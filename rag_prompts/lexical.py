@@ -48,9 +48,15 @@ def terms(text: str) -> list[str]:
     return [stem(word) for word in _WORD.findall(text.lower()) if word not in STOP_WORDS]
 
 
+@lru_cache(maxsize=8192)
+def _counts(text: str) -> Counter[str]:
+    """The term counts of one text (cached, never changed: the same chunks come back task after task)."""
+    return Counter(terms(text))
+
+
 def bm25(query: str, texts: Sequence[str]) -> list[float]:
     """BM25 score of each of `texts` for `query`, with document frequencies taken over `texts`."""
-    documents = [Counter(terms(text)) for text in texts]
+    documents = [_counts(text) for text in texts]
     if not documents:
         return []
     wanted = set(terms(query))
