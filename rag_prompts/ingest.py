@@ -30,6 +30,7 @@ from .locking import writer_lock
 from .manifest import DocumentRecord
 from .neighbours import block_texts, mix, vector_keys, window, with_block
 from .records import Chunk, Document
+from .server_lock import LEASE_SECONDS
 from .slices import slices
 from .store import SCHEMA_VERSION, ChunkStore
 from .tokens import TokenCounter
@@ -164,6 +165,7 @@ def ingest(
     on_event: Callable[[str, str], None] | None = None,
     wait: bool = False,
     keep_versions_days: int | None = None,
+    lease: float = LEASE_SECONDS,
 ) -> IngestReport:
     """Bring the store in line with the documents under `paths` and report what changed.
 
@@ -173,10 +175,11 @@ def ingest(
 
     Holds the store's writer lock throughout (a file beside an embedded store, a leased record in a server):
     another ingest of the same store raises StoreBusyError naming its pid, or is waited for with `wait=True`.
+    A server lock not renewed for `lease` seconds may be broken by another writer; this ingest then stops.
     A store failure raises StoreError; every document committed before it stays, and a rerun resumes."""
-    with writer_lock(store.location, wait=wait, collection=store.name) as lease:
+    with writer_lock(store.location, wait=wait, collection=store.name, lease=lease) as held:
         job = _Ingest(store, embedder, counter, chunk_tokens, neighbours, group_chunks, progress, on_event)
-        job.fence = lease.check
+        job.fence, job.writer = held.check, held.token
         job.keep_versions_days = keep_versions_days
         report = job.run(paths)
         if keep_versions_days:
@@ -212,6 +215,8 @@ class _Ingest:
         self._dating: dict[str, Document] = {}  # source -> its loaded document (text dropped): dating for the record
         self._group_size = 0
         self.fence: Callable[[], None] = lambda: None  # raises once the writer lock is lost (a server's lease)
+        self.writer = ""  # the server writer lock's token, which every manifest write carries
+        self._writes = 0
 
     @property
     def embedder(self) -> Embedder:
@@ -294,7 +299,7 @@ class _Ingest:
             record, effective=document.effective, expires=document.expires, superseded_by=document.superseded_by,
             meta=RECORD_META,
         )  # fmt: skip
-        self.store.put_records([relabelled])
+        self._put([relabelled])
         return relabelled
 
     def _fail(self, path: str, reason: str) -> None:
@@ -345,7 +350,7 @@ class _Ingest:
         group, self._group, self._group_size = self._group, [], 0
         if not group:
             return
-        self.store.put_records([self._pending(todo) for todo, _ in group])
+        self._put([self._pending(todo) for todo, _ in group])
         present = [self._present(todo) for todo, _ in group]
         wanted = [
             [i for i, chunk in enumerate(chunks) if chunk.id not in ids]
@@ -361,7 +366,7 @@ class _Ingest:
     def _write_large(self, todo: _Todo, stream: Iterable[Chunk]) -> None:
         """One document of many chunks, streamed: chunked, embedded and written a slice at a time (see
         `slices`), committed once all its slices are written."""
-        self.store.put_records([self._pending(todo)])
+        self._put([self._pending(todo)])
         present = self._present(todo)
         written = count = tokens = 0
         title = ""
@@ -378,6 +383,16 @@ class _Ingest:
                 written += len(indices)
             self.progress("write", count, 0)
         self._commit(todo, title, count, tokens, written)
+
+    def _put(self, records: list[DocumentRecord]) -> None:
+        """A manifest write, made only while the writer lock is still ours, stamped with its token and count
+        (a write a stalled writer makes after its lock was broken is then refused: see `manifest.revoke`)."""
+        self.fence()
+        crashpoints.step("fenced")
+        if self.writer:
+            self._writes += 1
+            records = [replace(record, writer=self.writer, seq=self._writes) for record in records]
+        self.store.put_records(records)
 
     def _pending(self, todo: _Todo) -> DocumentRecord:
         """The record saying a new version is being written; the committed one (if any) stays visible."""
@@ -405,8 +420,7 @@ class _Ingest:
             effective=dated.effective if dated else "", expires=dated.expires if dated else "",
             superseded_by=dated.superseded_by if dated else "", meta=RECORD_META,
         )  # fmt: skip
-        self.fence()
-        self.store.put_records([record])
+        self._put([record])
         self.report.chunks_written += written
         new = old is None or not old.committed
         (self.report.added if new else self.report.updated).append(todo.source)
@@ -419,15 +433,15 @@ class _Ingest:
         self._keep(stale)
         self._delete(stale)
         self.report.chunks_deleted += len(stale)
-        self.store.put_records([replace(record, pending="", stale=False)])
+        self._put([replace(record, pending="", stale=False)])
 
     def _remove(self, record: DocumentRecord) -> None:
         """Hide the document first (its record names no version), then delete its chunks, then the record."""
-        self.fence()
-        self.store.put_records([replace(record, doc_hash="", pending="", stale=True)])
+        self._put([replace(record, doc_hash="", pending="", stale=True)])
         ids = [chunk_id for chunk_id, _ in self.store.versions(record.source)]
         self._keep(ids)
         self._delete(ids)
+        self.fence()
         self.store.drop_record(record.source)
         self.report.chunks_deleted += len(ids)
         if not record.committed:  # a removal, or a first write, that an earlier run did not finish
@@ -443,6 +457,7 @@ class _Ingest:
 
     def _delete(self, ids: list[str]) -> None:
         for start in range(0, len(ids), self.group_chunks):
+            self.fence()  # a stalled writer must not delete the chunks of a version its successor committed
             self.store.delete(ids[start : start + self.group_chunks])
             self.progress("delete", min(start + self.group_chunks, len(ids)), len(ids))
 
