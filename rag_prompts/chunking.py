@@ -197,42 +197,64 @@ def chunk_document(
 
     `max_tokens` must be at least 4: one character can take up to 4 byte-level tokens and is never split.
     """
-    chunks: list[Chunk] = []
+    return with_nearby(list(iter_chunks(document, counter, max_tokens, doc_hash, block_tokens)))
+
+
+def iter_chunks(
+    document: Document,
+    counter: TokenCounter,
+    max_tokens: int,
+    doc_hash: str,
+    block_tokens: int = BLOCK_TOKENS,
+    *,
+    repeats: bool = True,
+) -> Iterator[Chunk]:
+    """The chunks of `chunk_document` one at a time, without their `nearby` lists, so a large document is never
+    held as a whole chunk list. With `repeats=False` a repeated passage (same section and text) is skipped after
+    its first place, and ordinals count only what is yielded."""
     seen: Counter[str] = Counter()
-    pieces = [
+    first: set[bytes] = set()  # repeats=False: the digests of the passages yielded so far
+    ordinal = 0
+    pieces = (
         (section, piece)
         for section, body_start, body_end in sections(document)
         for block_start, block_end in blocks(document.text, body_start, body_end)
         for piece in split_span(document.text, block_start, block_end, counter, max(block_tokens, max_tokens))
-    ]
+    )
     for block, (section, (piece_start, piece_end)) in enumerate(pieces):
         clause = clause_of(document.text[piece_start:piece_end])
         for start, end in split_span(document.text, piece_start, piece_end, counter, max_tokens):
             text = document.text[start:end]
             content_hash = sha256(f"{section}\n\n{text}")
-            seen[content_hash] += 1  # identical passages in one document get distinct ids
-            chunk_id = sha256(f"{document.source}\x00{doc_hash}\x00{content_hash}\x00{seen[content_hash]}")[:32]
-            chunks.append(
-                Chunk(
-                    id=chunk_id,
-                    source=document.source,
-                    root=document.root,
-                    title=document.title,
-                    section=section,
-                    start=start,
-                    end=end,
-                    text=text,
-                    tokens=counter.count(text),
-                    content_hash=content_hash,
-                    doc_hash=doc_hash,
-                    tags=document.tags,
-                    ordinal=len(chunks),
-                    block=block,
-                    clause=clause,
-                    new_line=_starts_line(document.text, start, piece_start),
-                )
+            if repeats:
+                seen[content_hash] += 1  # identical passages in one document get distinct ids
+                nth = seen[content_hash]
+            else:
+                digest = bytes.fromhex(content_hash)
+                if digest in first:
+                    continue
+                first.add(digest)
+                nth = 1
+            chunk_id = sha256(f"{document.source}\x00{doc_hash}\x00{content_hash}\x00{nth}")[:32]
+            yield Chunk(
+                id=chunk_id,
+                source=document.source,
+                root=document.root,
+                title=document.title,
+                section=section,
+                start=start,
+                end=end,
+                text=text,
+                tokens=counter.count(text),
+                content_hash=content_hash,
+                doc_hash=doc_hash,
+                tags=document.tags,
+                ordinal=ordinal,
+                block=block,
+                clause=clause,
+                new_line=_starts_line(document.text, start, piece_start),
             )
-    return with_nearby(chunks)
+            ordinal += 1
 
 
 def with_nearby(chunks: list[Chunk]) -> list[Chunk]:

@@ -196,8 +196,8 @@ def _budgets(text: str) -> list[int]:
 
 def cmd_compact(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
-    with writer_lock(settings.store_location, wait=args.wait, collection=settings.collection):
-        chunks = compact_collection(settings.store_location, settings.collection)
+    with writer_lock(settings.store_location, wait=args.wait, collection=settings.collection) as lease:
+        chunks = compact_collection(settings.store_location, settings.collection, fence=lease.check)
     if args.json:
         _print_json({"collection": settings.collection, "chunks": chunks})
     else:

@@ -1,7 +1,9 @@
 """Kill points for crash tests: `RAG_PROMPTS_CRASH_AFTER=KIND:N` stops the process (SIGKILL) right after the Nth
 step of KIND. Kinds: "embed" (a batch embedded), "write" (a batch of chunks written), "commit" (a manifest
 write), "delete" (a batch of chunks deleted), "copy" (a page copied by compact), "switch" (compact switched
-readers to the copy). The value "trace" prints every step to stderr instead. Inert when the variable is unset."""
+readers to the copy), "fenced" (an ingest found its writer lock still held, just before a manifest write).
+`KIND:N:stop` stops the process (SIGSTOP, as if it stalled) instead of killing it. The value "trace" prints
+every step to stderr instead. Inert when the variable is unset."""
 
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ def step(kind: str) -> None:
     spec = os.environ.get(ENV)
     if not spec:
         return
-    wanted, _, count = spec.partition(":")
+    wanted, _, rest = spec.partition(":")
+    count, _, action = rest.partition(":")
     if wanted == "trace":
         _steps[kind] += 1
         print(f"crashpoint {kind}:{_steps[kind]}", file=sys.stderr, flush=True)
@@ -27,5 +30,7 @@ def step(kind: str) -> None:
     if wanted != kind:
         return
     _steps[kind] += 1
-    if _steps[kind] >= int(count or 1):
+    if _steps[kind] == int(count or 1) and action == "stop":
+        os.kill(os.getpid(), signal.SIGSTOP)
+    elif _steps[kind] >= int(count or 1) and action != "stop":
         os.kill(os.getpid(), signal.SIGKILL)

@@ -13,22 +13,25 @@ store held for it is kept. Only one ingest writes to a store at a time (see `loc
 from __future__ import annotations
 
 import hashlib
+import itertools
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from . import crashpoints
-from .chunking import chunk_document, sha256, with_nearby
+from .chunking import iter_chunks, sha256, with_nearby
 from .embed import Embedder
 from .errors import LoadError, RagPromptsError
 from .loaders import SUPPORTED_SUFFIXES, load_document
 from .locking import writer_lock
 from .manifest import DocumentRecord
-from .neighbours import block_texts, mix, text_groups, vector_keys, window, with_block
+from .neighbours import block_texts, mix, vector_keys, window, with_block
 from .records import Chunk, Document
+from .server_lock import LEASE_SECONDS
+from .slices import slices
 from .store import SCHEMA_VERSION, ChunkStore
 from .tokens import TokenCounter
 
@@ -162,6 +165,7 @@ def ingest(
     on_event: Callable[[str, str], None] | None = None,
     wait: bool = False,
     keep_versions_days: int | None = None,
+    lease: float = LEASE_SECONDS,
 ) -> IngestReport:
     """Bring the store in line with the documents under `paths` and report what changed.
 
@@ -171,10 +175,11 @@ def ingest(
 
     Holds the store's writer lock throughout (a file beside an embedded store, a leased record in a server):
     another ingest of the same store raises StoreBusyError naming its pid, or is waited for with `wait=True`.
+    A server lock not renewed for `lease` seconds may be broken by another writer; this ingest then stops.
     A store failure raises StoreError; every document committed before it stays, and a rerun resumes."""
-    with writer_lock(store.location, wait=wait, collection=store.name) as lease:
+    with writer_lock(store.location, wait=wait, collection=store.name, lease=lease) as held:
         job = _Ingest(store, embedder, counter, chunk_tokens, neighbours, group_chunks, progress, on_event)
-        job.fence = lease.check
+        job.fence, job.writer = held.check, held.token
         job.keep_versions_days = keep_versions_days
         report = job.run(paths)
         if keep_versions_days:
@@ -210,6 +215,8 @@ class _Ingest:
         self._dating: dict[str, Document] = {}  # source -> its loaded document (text dropped): dating for the record
         self._group_size = 0
         self.fence: Callable[[], None] = lambda: None  # raises once the writer lock is lost (a server's lease)
+        self.writer = ""  # the server writer lock's token, which every manifest write carries
+        self._writes = 0
 
     @property
     def embedder(self) -> Embedder:
@@ -224,9 +231,7 @@ class _Ingest:
         records = self.store.records()
         todos, finish, vanished = self._plan(paths, records)
         for todo in todos:
-            chunks = self._chunks(todo)
-            if chunks is not None:
-                self._feed(todo, chunks)
+            self._chunks(todo)
         self._flush()
         for record in finish:  # committed and unchanged, but an earlier run was cut short before its cleanup
             self._delete_stale(record)
@@ -294,37 +299,47 @@ class _Ingest:
             record, effective=document.effective, expires=document.expires, superseded_by=document.superseded_by,
             meta=RECORD_META,
         )  # fmt: skip
-        self.store.put_records([relabelled])
+        self._put([relabelled])
         return relabelled
 
     def _fail(self, path: str, reason: str) -> None:
         self.report.failed.append(Failure(path, reason))
         self.event("failed", f"{path}: {reason}")
 
-    def _chunks(self, todo: _Todo) -> list[Chunk] | None:
-        """The chunks of one file with their vector keys, or None (reported) when it cannot be loaded."""
+    def _chunks(self, todo: _Todo) -> None:
+        """Load and chunk one file and pass it on: whole when it is small, as a stream when it has at least
+        `group_chunks` chunks (so a large file is never held as one chunk list). A file that cannot be loaded
+        or parsed is reported and skipped."""
         try:
             document = load_document(todo.file, todo.root)
             self._dating[todo.source] = replace(document, text="", headings=())
-            chunks = distinct(chunk_document(document, self.counter, self.chunk_tokens, todo.doc_hash))
-            keys = vector_keys(chunks, self.neighbours.window, self.neighbours.weight, self.neighbours.block_weight)
+            stream = iter_chunks(document, self.counter, self.chunk_tokens, todo.doc_hash, repeats=False)
+            head = list(itertools.islice(stream, self.group_chunks))
+            if len(head) < self.group_chunks:
+                chunks = with_nearby(head)
+                mix_of = self.neighbours
+                keys = vector_keys(chunks, mix_of.window, mix_of.weight, mix_of.block_weight)
+                chunks = [replace(chunk, vector_key=key) for chunk, key in zip(chunks, keys, strict=True)]
         except LoadError as error:
             self._fail(str(todo.file), error.reason)
-            return None
+            return
         except RagPromptsError:
             raise
         except Exception as error:  # a parser library choking on one file must not stop the others
-            self._fail(str(todo.file), f"cannot parse: {type(error).__name__}: {error}")
-            return None
-        return [replace(chunk, vector_key=key) for chunk, key in zip(chunks, keys, strict=True)]
+            self._fail(str(todo.file), _unparsable(error))
+            return
+        if len(head) < self.group_chunks:
+            self._feed(todo, chunks)
+            return
+        self._flush()
+        try:
+            self._write_large(todo, _Parsed(itertools.chain(head, stream)))
+        except _ParseFailure as failure:  # its record stays pending: the committed version (if any) stays visible
+            self._fail(str(todo.file), failure.reason)
 
     # -- writing ------------------------------------------------------------------------------------------
 
     def _feed(self, todo: _Todo, chunks: list[Chunk]) -> None:
-        if len(chunks) >= self.group_chunks:
-            self._flush()
-            self._write_large(todo, chunks)
-            return
         self._group.append((todo, chunks))
         self._group_size += len(chunks)
         if self._group_size >= self.group_chunks:
@@ -335,7 +350,7 @@ class _Ingest:
         group, self._group, self._group_size = self._group, [], 0
         if not group:
             return
-        self.store.put_records([self._pending(todo) for todo, _ in group])
+        self._put([self._pending(todo) for todo, _ in group])
         present = [self._present(todo) for todo, _ in group]
         wanted = [
             [i for i, chunk in enumerate(chunks) if chunk.id not in ids]
@@ -345,23 +360,39 @@ class _Ingest:
         for (todo, chunks), indices, mixed in zip(group, wanted, vectors, strict=True):
             if indices:
                 self.store.add([chunks[i] for i in indices], mixed)
-            self._commit(todo, chunks, written=len(indices))
+            title = chunks[0].title if chunks else ""
+            self._commit(todo, title, len(chunks), sum(chunk.tokens for chunk in chunks), written=len(indices))
 
-    def _write_large(self, todo: _Todo, chunks: list[Chunk]) -> None:
-        """One document of many chunks, embedded and written in slices, committed once all are written."""
-        self.store.put_records([self._pending(todo)])
+    def _write_large(self, todo: _Todo, stream: Iterable[Chunk]) -> None:
+        """One document of many chunks, streamed: chunked, embedded and written a slice at a time (see
+        `slices`), committed once all its slices are written."""
+        self._put([self._pending(todo)])
         present = self._present(todo)
-        written = 0
-        size = self.group_chunks
-        starts = text_groups(chunks) if self.neighbours.block_weight else None  # once for all slices
-        for start in range(0, len(chunks), size):
-            indices = [i for i in range(start, min(start + size, len(chunks))) if chunks[i].id not in present]
+        written = count = tokens = 0
+        title = ""
+        reach, weight, block_weight = self.neighbours.window, self.neighbours.weight, self.neighbours.block_weight
+        for piece in slices(stream, self.group_chunks, reach, weight, block_weight):
+            chunks = piece.chunks
+            title = title or chunks[0].title
+            count += len(piece.wanted)
+            tokens += sum(chunks[i].tokens for i in piece.wanted)
+            indices = [i for i in piece.wanted if chunks[i].id not in present]
             if indices:
-                (mixed,) = self._vectors([chunks], [indices], starts)
+                (mixed,) = self._vectors([chunks], [indices], piece.starts if block_weight else None)
                 self.store.add([chunks[i] for i in indices], mixed)
                 written += len(indices)
-            self.progress("write", min(start + size, len(chunks)), len(chunks))
-        self._commit(todo, chunks, written)
+            self.progress("write", count, 0)
+        self._commit(todo, title, count, tokens, written)
+
+    def _put(self, records: list[DocumentRecord]) -> None:
+        """A manifest write, made only while the writer lock is still ours, stamped with its token and count
+        (a write a stalled writer makes after its lock was broken is then refused: see `manifest.revoke`)."""
+        self.fence()
+        crashpoints.step("fenced")
+        if self.writer:
+            self._writes += 1
+            records = [replace(record, writer=self.writer, seq=self._writes) for record in records]
+        self.store.put_records(records)
 
     def _pending(self, todo: _Todo) -> DocumentRecord:
         """The record saying a new version is being written; the committed one (if any) stays visible."""
@@ -379,19 +410,17 @@ class _Ingest:
             self.report.resumed.append(todo.source)
         return ids
 
-    def _commit(self, todo: _Todo, chunks: list[Chunk], written: int) -> None:
+    def _commit(self, todo: _Todo, title: str, count: int, tokens: int, written: int) -> None:
         """Name the new version in the manifest (searches show it from now on), then delete the others."""
         old = todo.record
-        title = chunks[0].title if chunks else ""
         dated = self._dating.pop(todo.source, None)
         record = DocumentRecord(
             todo.source, str(todo.root), title, doc_hash=todo.doc_hash, stale=old is not None,
-            chunks=len(chunks), tokens=sum(chunk.tokens for chunk in chunks),
+            chunks=count, tokens=tokens,
             effective=dated.effective if dated else "", expires=dated.expires if dated else "",
             superseded_by=dated.superseded_by if dated else "", meta=RECORD_META,
         )  # fmt: skip
-        self.fence()
-        self.store.put_records([record])
+        self._put([record])
         self.report.chunks_written += written
         new = old is None or not old.committed
         (self.report.added if new else self.report.updated).append(todo.source)
@@ -404,15 +433,15 @@ class _Ingest:
         self._keep(stale)
         self._delete(stale)
         self.report.chunks_deleted += len(stale)
-        self.store.put_records([replace(record, pending="", stale=False)])
+        self._put([replace(record, pending="", stale=False)])
 
     def _remove(self, record: DocumentRecord) -> None:
         """Hide the document first (its record names no version), then delete its chunks, then the record."""
-        self.fence()
-        self.store.put_records([replace(record, doc_hash="", pending="", stale=True)])
+        self._put([replace(record, doc_hash="", pending="", stale=True)])
         ids = [chunk_id for chunk_id, _ in self.store.versions(record.source)]
         self._keep(ids)
         self._delete(ids)
+        self.fence()
         self.store.drop_record(record.source)
         self.report.chunks_deleted += len(ids)
         if not record.committed:  # a removal, or a first write, that an earlier run did not finish
@@ -428,6 +457,7 @@ class _Ingest:
 
     def _delete(self, ids: list[str]) -> None:
         for start in range(0, len(ids), self.group_chunks):
+            self.fence()  # a stalled writer must not delete the chunks of a version its successor committed
             self.store.delete(ids[start : start + self.group_chunks])
             self.progress("delete", min(start + self.group_chunks, len(ids)), len(ids))
 
@@ -488,3 +518,33 @@ class _Ingest:
             self.report.chunks_embedded += len(batch)
             self.progress("embed", self.report.chunks_embedded, 0)
         return vectors
+
+
+class _ParseFailure(Exception):
+    """A large document's chunking failed part way (see `_Parsed`)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _unparsable(error: Exception) -> str:
+    return f"cannot parse: {type(error).__name__}: {error}"
+
+
+class _Parsed:
+    """A chunk stream whose own failures (not the store's) come out as _ParseFailure."""
+
+    def __init__(self, stream: Iterator[Chunk]) -> None:
+        self._stream = stream
+
+    def __iter__(self) -> Iterator[Chunk]:
+        return self
+
+    def __next__(self) -> Chunk:
+        try:
+            return next(self._stream)
+        except (StopIteration, RagPromptsError):
+            raise
+        except Exception as error:
+            raise _ParseFailure(_unparsable(error)) from error

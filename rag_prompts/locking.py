@@ -21,12 +21,18 @@ from .server_lock import LEASE_SECONDS, busy_message
 
 
 class Lease(Protocol):
+    @property
+    def token(self) -> str:
+        """What the holder's manifest writes carry ("" for a lock that cannot be lost)."""
+
     def check(self) -> None:
-        """Raise StoreBusyError if the lock is no longer held (a server lease taken over)."""
+        """Raise StoreBusyError if the lock is no longer held (a server lease run out or taken over)."""
 
 
 class _Held:
     """A lock that cannot be lost while its holder runs (a file lock, or no lock at all)."""
+
+    token = ""
 
     def check(self) -> None:
         return None

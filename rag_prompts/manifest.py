@@ -17,10 +17,11 @@ import hashlib
 import os
 import uuid
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 GENERATION_ID = "generation"
+REVOKED_ID = "revoked"  # the server writers whose lock was broken: token -> the last of its writes accepted
 _PAGE = 5000
 _PLACEHOLDER = [1.0]  # Chroma wants a vector per record; the manifest is never searched
 
@@ -44,6 +45,8 @@ class DocumentRecord:
     expires: str = ""
     superseded_by: str = ""
     meta: int = 0  # which document facts the record holds: 1 = dating (older records are re-read once)
+    writer: str = ""  # the token of the server writer lock it was written under ("" on an embedded store)
+    seq: int = 0  # that writer's count of manifest writes when it wrote this one
 
     @property
     def committed(self) -> bool:
@@ -89,19 +92,41 @@ class Manifest:
         return bool(self._handle.get(ids=[GENERATION_ID], include=[])["ids"])
 
     def records(self) -> dict[str, DocumentRecord]:
+        """Every document's record. One written by a server writer after its lock was broken (see `revoke`) is
+        refused: it reads as a version being written, so its document is hidden until the next ingest."""
         records: dict[str, DocumentRecord] = {}
+        revoked = self.revoked()
         for metadata in self._pages():
             fields = DocumentRecord.__dataclass_fields__
             record = DocumentRecord(**{key: metadata[key] for key in fields if key in metadata})
+            if record.writer in revoked and record.seq > revoked[record.writer]:
+                record = replace(record, doc_hash="", pending=record.doc_hash or record.pending, stale=True)
             records[record.source] = record
         return records
+
+    def revoked(self) -> dict[str, int]:
+        """Broken writer locks: each one's token and the last `seq` of its writes made before it was broken."""
+        page = self._handle.get(ids=[REVOKED_ID], include=["metadatas"])
+        metadata = (page["metadatas"] or [{}])[0] if page["ids"] else {}
+        return {str(token): int(seq) for token, seq in (metadata or {}).items() if token != "kind"}
+
+    def revoke(self, token: str) -> None:
+        """Record that the writer lock `token` was broken: its writes stored by now stand, any later one (a
+        writer that stalled past its lease, then wrote) is refused by `records`. Chroma has no conditional
+        write, so the one write such a writer may still make cannot be stopped, only refused when read."""
+        last = max((int(metadata.get("seq", 0)) for metadata in self._pages() if metadata.get("writer") == token),
+                   default=0)  # fmt: skip
+        self._handle.upsert(
+            ids=[REVOKED_ID], embeddings=[_PLACEHOLDER],
+            metadatas=[{"kind": "revoked", **self.revoked(), token: last}],
+        )  # fmt: skip
 
     def _pages(self) -> Iterator[dict[str, Any]]:
         offset = 0
         while True:
             page = self._handle.get(include=["metadatas"], limit=_PAGE, offset=offset)
             for record_key, metadata in zip(page["ids"], page["metadatas"] or [], strict=True):
-                if record_key != GENERATION_ID:
+                if record_key not in (GENERATION_ID, REVOKED_ID):
                     yield metadata
             if len(page["ids"]) < _PAGE:
                 return

@@ -20,6 +20,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from .errors import StoreBusyError, StoreError
@@ -52,16 +53,29 @@ class ServerLock:
     """The writer lock of one collection on a Chroma server (see the module docstring)."""
 
     def __init__(
-        self, client: Any, collection: str, location: str, missing: type[Exception], lease: float = LEASE_SECONDS
+        self,
+        client: Any,
+        collection: str,
+        location: str,
+        missing: type[Exception],
+        lease: float = LEASE_SECONDS,
+        on_break: Callable[[str], None] = lambda token: None,
     ) -> None:
         self._client, self._location, self._missing, self._lease = client, location, missing, lease
         self.name = lock_name(collection)
         self._token = uuid.uuid4().hex
+        self._on_break = on_break  # told the token of each abandoned lock broken (see `manifest.revoke`)
+        self._held_until = 0.0  # when the lease last written by this holder runs out
         self._host = socket.gethostname()
         self._handle: Any = None
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
         self._lost: str | None = None
+
+    @property
+    def token(self) -> str:
+        """This holder's token: the manifest records it writes carry it."""
+        return self._token
 
     def _metadata(self) -> dict[str, Any]:
         return {
@@ -77,9 +91,9 @@ class ServerLock:
         """Take the lock, or raise StoreBusyError naming its holder; with `wait`, wait for it."""
         while True:
             try:
-                self._handle = self._client.create_collection(
-                    self.name, metadata=self._metadata(), embedding_function=None
-                )
+                metadata = self._metadata()
+                self._handle = self._client.create_collection(self.name, metadata=metadata, embedding_function=None)
+                self._held_until = float(metadata["expires"])
             except Exception as error:  # noqa: BLE001 - the name exists, or the server failed: the read tells
                 holder = self._holder(error)
                 if holder is None:
@@ -105,21 +119,27 @@ class ServerLock:
         expired = float(metadata.get("expires", 0.0) or 0.0) < time.time()
         dead_here = host == self._host and pid > 0 and not _alive(pid)
         if expired or dead_here:
-            self._break(handle)
+            if self._break(handle) and metadata.get("token"):
+                try:
+                    self._on_break(str(metadata["token"]))
+                except Exception as error:
+                    raise self._fail("revoking the writes of an abandoned", error) from error
             return None
         return str(pid or "unknown") + ("" if host == self._host else f" on {host}")
 
-    def _break(self, handle: Any) -> None:
-        """Remove an abandoned lock: rename it by id (a newer lock is never touched), then delete the copy."""
+    def _break(self, handle: Any) -> bool:
+        """Remove an abandoned lock: rename it by id (a newer lock is never touched), then delete the copy.
+        False when another process broke it first."""
         aside = f"{self.name}-{uuid.uuid4().hex[:8]}"
         try:
             handle.modify(name=aside)
         except self._missing:
-            return  # another process broke it first
+            return False
         except Exception as error:
             raise self._fail("breaking an abandoned", error) from error
         with contextlib.suppress(Exception):  # a leftover renamed record harms nothing
             self._client.delete_collection(aside)
+        return True
 
     def _renew(self) -> None:
         interval = self._lease * RENEW_FRACTION
@@ -129,7 +149,9 @@ class ServerLock:
                 if current.id != self._handle.id:
                     self._lost = str((current.metadata or {}).get("pid", "unknown"))
                     return
-                self._handle.modify(metadata=self._metadata())
+                metadata = self._metadata()
+                self._handle.modify(metadata=metadata)
+                self._held_until = float(metadata["expires"])
             except self._missing:
                 self._lost = "unknown"
                 return
@@ -137,15 +159,16 @@ class ServerLock:
                 continue
 
     def check(self) -> None:
-        """Raise StoreBusyError if the lock is no longer ours (its lease ran out and another writer took it).
-        One small read; the ingest calls it before each manifest write."""
+        """Raise StoreBusyError if the lock is no longer ours (another writer took it) or may be taken any
+        moment (its lease ran out: renewals failed, or this process stalled). One small read; the ingest calls
+        it before each manifest write and each chunk deletion, compact before its switch."""
         if self._lost is None and self._handle is not None:
             try:
                 current = self._client.get_collection(self.name, embedding_function=None)
             except self._missing:
                 self._lost = "unknown"
-            except Exception:  # noqa: BLE001 - the server is unreachable: the write that follows will say so
-                return
+            except Exception:  # noqa: BLE001 - the server is unreachable: the lease below, or the write, says so
+                pass
             else:
                 if current.id != self._handle.id:
                     self._lost = str((current.metadata or {}).get("pid", "unknown"))
@@ -153,6 +176,11 @@ class ServerLock:
             raise StoreBusyError(
                 f"the writer lock on the store at {self._location} was taken over (pid {self._lost}) after its"
                 " lease ran out; this ingest stopped, and a rerun finishes it"
+            )
+        if self._handle is not None and time.time() >= self._held_until:
+            raise StoreBusyError(
+                f"the writer lock on the store at {self._location} ran out of lease (not renewed for"
+                f" {self._lease:g} s), so another writer may take it; this ingest stopped, and a rerun finishes it"
             )
 
     def release(self) -> None:

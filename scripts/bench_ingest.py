@@ -30,6 +30,16 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def vector_index_mb(store: str) -> float:
+    """The size of the HNSW index files of an embedded store (0 for a server): the vectors (384 x 4 bytes each)
+    and the neighbour lists, at the capacity Chroma has grown the index to. Chroma holds these in the memory
+    of the process that writes the store."""
+    if store.startswith("http"):
+        return 0.0
+    names = {"data_level0.bin", "link_lists.bin", "length.bin"}
+    return sum(path.stat().st_size for path in Path(store).rglob("*.bin") if path.name in names) / 1e6
+
+
 def big_text(path: Path, megabytes: float, seed: int = 7) -> Path:
     """A text file of about `megabytes` MB of unique sentences (numbered, so no two are alike)."""
     rng = random.Random(seed)
@@ -88,6 +98,7 @@ def child(corpus: str, store: str, backend: str, precision: str, embedder_kind: 
     began = time.perf_counter()
     report = Pipeline(settings, embedder=embedder).ingest([corpus])
     seconds = time.perf_counter() - began
+    index_mb = vector_index_mb(store)
     print(
         json.dumps(
             {
@@ -101,6 +112,8 @@ def child(corpus: str, store: str, backend: str, precision: str, embedder_kind: 
                 "model_rss_mb": round(model_mb, 1),
                 "peak_rss_mb": round(peak_rss_mb(), 1),
                 "above_model_mb": round(peak_rss_mb() - model_mb, 1),
+                "stored_chunks": report.chunks_written,
+                "vector_index_mb": round(index_mb, 1),
             }  # fmt: skip
         )
     )

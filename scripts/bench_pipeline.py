@@ -519,6 +519,8 @@ def bench_ingest_figures(args: argparse.Namespace, workdir: Path) -> dict[str, A
             f"    {row['corpus']}: {row['files']} files, {row['chunks']} texts embedded by {row['embedder']} into"
             f" a {row['store']} store in {row['seconds']} s; before the ingest {row['model_rss_mb']} MB, peak"
             f" {row['peak_rss_mb']} MB, above the model {row['above_model_mb']} MB"
+            + (f"; {row['stored_chunks']} chunks stored, Chroma's vector index files {row['vector_index_mb']} MB"
+               " (held in this process's memory)" if row.get("vector_index_mb") else "")
         )
     rates: dict[str, Any] = {}
     if not args.no_throughput:

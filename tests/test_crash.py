@@ -119,11 +119,12 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 # The order of work for version 2 (files sorted; `RAG_PROMPTS_CRASH_AFTER=trace` prints it): a.md is grouped,
-# b.md is unchanged, big.md (150 chunks) flushes the group and is written in slices of 32, d.md is grouped and
-# flushed, then c.md is removed.
+# b.md is unchanged, big.md (150 chunks) flushes the group and is streamed (chunked, embedded and written) in five
+# slices of 32, d.md is grouped and flushed, then c.md is removed.
 KILL_POINTS = {
     "during embedding": "embed:2",  # the large document's first slice embedded, not yet written
     "during the large document's write": "write:4",  # a.md's chunks, then three slices of big.md
+    "after a streamed document's last slice": "write:6",  # big.md's five slices all written, not yet committed
     "between documents": "commit:3",  # a.md pending, committed, its stale chunks deleted and marked clean
     "during the stale-chunk deletion": "delete:1",  # a.md's old chunks deleted, its record not yet marked clean
     "during the large document's stale deletion": "delete:3",  # big.md's old chunks are deleted in slices of 32

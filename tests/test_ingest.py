@@ -261,3 +261,35 @@ def test_a_document_written_in_slices_gets_the_vectors_of_one_written_whole(
     got = sliced.store.vectors_for_keys(expected)
     assert len({chunk.block for chunk in whole.store.chunks(ids)}) < len(ids)  # blocks of several chunks
     assert all(np.abs(got[key] - vector).max() < 1e-6 for key, vector in expected.items())
+
+
+def test_a_streamed_large_document_is_stored_as_its_whole_chunk_list_would_be(
+    tmp_path: Path, embedder: SentenceTransformerEmbedder, counter: TokenCounter
+) -> None:
+    """A document of about 400 chunks streamed in slices of 32 (chunked, embedded and written a slice at a time,
+    never held whole) leaves the store of the same document ingested as one chunk list: the same ids, texts,
+    fields (ordinals, `nearby`, vector keys), vectors within 1e-6 and manifest record."""
+    from rag_prompts.ingest import distinct
+
+    from .test_slices import document_text
+
+    write(tmp_path / "docs" / "large.md", document_text(11, 160))
+    streamed = make_pipeline(tmp_path / "streamed", embedder, ingest_group_chunks=32, chunk_tokens=16)
+    whole = make_pipeline(tmp_path / "whole", embedder, ingest_group_chunks=100_000, chunk_tokens=16)
+    assert streamed.ingest([tmp_path / "docs"]).ok and whole.ingest([tmp_path / "docs"]).ok
+    page = {}
+    for name, pipeline in (("streamed", streamed), ("whole", whole)):
+        got = pipeline.store._collection.get(include=["documents", "metadatas", "embeddings"])
+        page[name] = {i: (t, m, v) for i, t, m, v in zip(got["ids"], got["documents"], got["metadatas"],
+                                                         got["embeddings"], strict=True)}  # fmt: skip
+    reference = distinct(chunk_document(load_document(tmp_path / "docs" / "large.md", tmp_path / "docs"), counter,
+                                        16, whole.store.records()["large.md"].doc_hash))  # fmt: skip
+    assert len(reference) > 12 * 32 and sorted(page["whole"]) == sorted(chunk.id for chunk in reference)
+    assert sorted(page["streamed"]) == sorted(page["whole"])
+    for chunk_id, (text, metadata, vector) in page["whole"].items():
+        other_text, other_metadata, other_vector = page["streamed"][chunk_id]
+        assert (other_text, other_metadata) == (text, metadata)
+        assert np.abs(np.asarray(other_vector) - np.asarray(vector)).max() < 1e-6, chunk_id
+    assert streamed.store.records() == whole.store.records()
+    stored = {chunk.id: chunk for chunk in streamed.store.chunks([chunk.id for chunk in reference])}
+    assert all(stored[chunk.id].nearby == chunk.nearby for chunk in reference)

@@ -154,3 +154,75 @@ def test_two_ingests_of_one_server_store_at_once_serialize(chroma_url: str, tmp_
     summaries = sorted((json.loads(out) for out, _ in results), key=lambda summary: summary["added"])
     assert [(summary["added"], summary["unchanged"]) for summary in summaries] == [(0, 4), (4, 0)]
     assert chroma(chroma_url).get_collection("twice.manifest").count() == 4 + 1
+
+
+STALLED = """
+import sys
+from rag_prompts import load_settings, SentenceTransformerEmbedder, token_counter
+from rag_prompts.ingest import ingest
+from rag_prompts.store import open_store
+settings = load_settings(None, environ={}, store=sys.argv[1], collection="stalled")
+store = open_store(sys.argv[1], "stalled", settings.embedding_model, None)
+ingest([sys.argv[2]], store=store, embedder=lambda: SentenceTransformerEmbedder(), counter=token_counter("gpt-4"),
+       chunk_tokens=settings.chunk_tokens, lease=1.5)
+"""
+
+
+def stopped(pid: int) -> bool:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+
+
+def test_a_writer_that_stalls_past_its_lease_cannot_commit_over_its_successor(
+    chroma_url: str, tmp_path: Path
+) -> None:
+    """Chroma has no conditional write, so a writer that passed its lock check and then stalled (SIGSTOP) past
+    its lease still makes its one manifest write after a successor broke its lock and committed a newer version
+    (deleting the stalled writer's chunks). That write carries the broken lock's token, which the successor
+    revoked, so it is refused when read: the document never shows as the version whose chunks are gone; the
+    stalled writer's next step stops it, and a plain rerun leaves the store as a clean ingest of the files."""
+    from rag_prompts import Pipeline, SentenceTransformerEmbedder, load_settings
+
+    docs = tmp_path / "docs"
+    write(docs / "b.md", "# Beta\n\nBadges are returned on the last day.\n")
+    write(docs / "a.md", "# Alpha\n\nAlpha rule one: forms are filed within 3 days.\n")
+    pipeline = Pipeline(load_settings(None, environ={}, store=chroma_url, collection="stalled"),
+                        embedder=SentenceTransformerEmbedder())  # fmt: skip
+    assert pipeline.ingest([docs]).ok
+    write(docs / "a.md", "# Alpha\n\nAlpha rule two: forms are filed within 5 days.\n")  # what the writer commits
+    environ = {**os.environ, "PYTHONPATH": str(ROOT), "RAG_PROMPTS_CRASH_AFTER": "fenced:2:stop"}
+    stalled = subprocess.Popen([sys.executable, "-c", STALLED, chroma_url, str(docs)], env=environ,
+                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while not stopped(stalled.pid):  # stopped after its lock check, just before its commit write
+            assert stalled.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        write(docs / "a.md", "# Alpha\n\nAlpha rule three: forms are filed within 9 days.\n")
+        time.sleep(2.0)  # its lease runs out
+        successor = pipeline.ingest([docs])  # breaks the abandoned lock, commits version three, deletes two
+        assert successor.updated == ["a.md"] and successor.chunks_deleted >= 2
+    finally:
+        stalled.send_signal(signal.SIGCONT)
+    _, err = stalled.communicate(timeout=120)
+    assert stalled.returncode != 0 and "taken over" in err  # its commit write went out; its next step stopped it
+    reader = Pipeline(load_settings(None, environ={}, store=chroma_url, collection="stalled"),
+                      embedder=pipeline.embedder)  # fmt: skip
+    record = reader.store.records()["a.md"]
+    assert record.writer and not record.committed  # the stale commit is refused, not taken as version two
+    assert all(hit.chunk.source != "a.md" or "two" not in hit.chunk.text for hit in reader.search("Alpha rule", k=5))
+    rerun = reader.ingest([docs])
+    assert rerun.ok and rerun.added + rerun.updated == ["a.md"]
+    assert rerun.chunks_embedded == 0  # the vectors of version three are reused
+    assert reader.store.records()["a.md"].committed
+    assert "three" in reader.search("Alpha rule", k=1, sources=["a.md"])[0].chunk.text
+
+
+def test_a_holder_whose_renewals_stop_refuses_to_write_once_its_lease_runs_out(chroma_url: str) -> None:
+    """Renewals that fail (the server unreachable for them, or the renewing thread starved) leave the lock to be
+    broken when the lease runs out: from then on the holder's own check stops it, before anyone takes over."""
+    with writer_lock(chroma_url, collection="unrenewed", lease=1.0) as lease:
+        lease.check()
+        lease._stop.set()  # type: ignore[attr-defined]  # the renewals stop
+        time.sleep(1.5)
+        with pytest.raises(StoreBusyError, match="ran out of lease"):
+            lease.check()
