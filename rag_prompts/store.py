@@ -214,8 +214,8 @@ def compact_collection(location: str, collection: str, fence: Callable[[], None]
         old = client.get_collection(active, embedding_function=None)
         legacy_staging = f"{collection[:500]}-compacting"  # what versions before the manifest left behind
         fence()
-        for name in _collection_names(client):
-            if name != active and (name == legacy_staging or _version_of(name, collection)):
+        for name in _collection_names(client):  # what a compact stopped before its drop left behind, too
+            if name != active and (name in (collection, legacy_staging) or _version_of(name, collection)):
                 client.delete_collection(name)
         staging = f"{_base(collection)}.v{_version_of(active, collection) + 1}"
         new = client.create_collection(

@@ -10,6 +10,7 @@ from chromadb.config import Settings
 
 from rag_prompts import Chunk, StoreError
 from rag_prompts import store as store_module
+from rag_prompts.errors import StoreBusyError
 from rag_prompts.store import open_store, where_filter
 
 
@@ -142,3 +143,44 @@ def test_compacting_keeps_every_record_and_a_running_store_follows_it(tmp_path: 
     client = chromadb.PersistentClient(path=str(tmp_path), settings=Settings(anonymized_telemetry=False))
     assert sorted(c.name for c in client.list_collections()) == ["policies.manifest", "policies.v2"]
     assert [hit.chunk.id for hit in store.query(query, 3)] == searched
+
+
+def test_a_compact_that_loses_its_lock_stops_and_leaves_a_complete_collection(tmp_path: Path) -> None:
+    """`fence` raises once the writer lock is lost: at whichever check that happens (before the copy, before each
+    page, before the switch, before dropping the old collection), the compact stops, readers keep a complete
+    collection, and the next compact finishes and clears what was left behind."""
+    import numpy as np
+
+    chunks = [_full_chunk(f"c{i}") for i in range(9)]
+    vectors = np.eye(3, dtype=np.float32)[[i % 3 for i in range(9)]] + 0.01
+    query = np.asarray([0, 1.0, 0], dtype=np.float32)
+    calls: list[int] = []
+    probe = open_store(str(tmp_path / "probe"), "policies", "m", 3)
+    probe.add(chunks, vectors)
+    store_module.compact_collection(str(tmp_path / "probe"), "policies", fence=lambda: calls.append(1))
+    assert len(calls) >= 4  # before the copy, per page (and the empty last one), before the switch, before the drop
+    for lost_at in range(1, len(calls) + 1):
+        location = str(tmp_path / f"store-{lost_at}")
+        store = open_store(location, "policies", "m", 3)
+        store.add(chunks, vectors)
+        searched = sorted(hit.chunk.id for hit in store.query(query, 3))
+        assert searched == ["c1", "c4", "c7"]
+        seen = 0
+
+        def fence(lost_at: int = lost_at) -> None:
+            nonlocal seen
+            seen += 1
+            if seen == lost_at:
+                raise StoreBusyError("another writer took the lock")
+
+        with pytest.raises(StoreBusyError):
+            store_module.compact_collection(location, "policies", fence=fence)
+        reopened = open_store(location, "policies", "m", 3)
+        assert reopened.count() == 9, f"lost at check {lost_at}"
+        assert sorted(hit.chunk.id for hit in reopened.query(query, 3)) == searched
+        assert sorted(hit.chunk.id for hit in store.query(query, 3)) == searched  # an open store still reads whole
+        assert store_module.compact_collection(location, "policies") == 9
+        client = chromadb.PersistentClient(path=location, settings=Settings(anonymized_telemetry=False))
+        names = sorted(c.name for c in client.list_collections())
+        assert len(names) == 2 and names[0] == "policies.manifest", names
+        assert sorted(hit.chunk.id for hit in open_store(location, "policies", "m", 3).query(query, 3)) == searched
