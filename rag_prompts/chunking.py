@@ -211,7 +211,9 @@ def iter_chunks(
 ) -> Iterator[Chunk]:
     """The chunks of `chunk_document` one at a time, without their `nearby` lists, so a large document is never
     held as a whole chunk list. With `repeats=False` a repeated passage (same section and text) is skipped after
-    its first place, and ordinals count only what is yielded."""
+    its first place, and ordinals count only what is yielded: ingest stores a repeat once, because hundreds of
+    identical vectors crowd Chroma's index until other documents' chunks cannot be reached (one boilerplate-heavy
+    document of 1,403 chunks hid three small documents), and a repeat adds nothing a reader needs."""
     seen: Counter[str] = Counter()
     first: set[bytes] = set()  # repeats=False: the digests of the passages yielded so far
     ordinal = 0

@@ -132,21 +132,6 @@ def _scan(path: Path) -> _Scan:
     return _Scan(path, files, prune=True)
 
 
-def distinct(chunks: Sequence[Chunk]) -> list[Chunk]:
-    """A document's chunks with repeated passages (same section and text) stored once, at their first place.
-
-    Hundreds of identical vectors crowd Chroma's vector index until other documents' chunks cannot be reached
-    (one boilerplate-heavy document of 1,403 chunks hid three small documents); a repeat adds nothing a reader
-    needs. Positions and `nearby` lists are renumbered over what is kept."""
-    first: dict[str, Chunk] = {}
-    for chunk in chunks:
-        first.setdefault(chunk.content_hash, chunk)
-    kept = list(first.values())  # insertion order: each passage at its first place
-    if len(kept) == len(chunks):
-        return list(chunks)
-    return with_nearby(kept)
-
-
 def document_hash(data: bytes, fingerprint: str) -> str:
     """Changes when the file's bytes or the chunking settings change."""
     return hashlib.sha256(fingerprint.encode() + b"\x00" + data).hexdigest()

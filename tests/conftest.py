@@ -11,13 +11,15 @@ import sys
 import time
 import urllib.request
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from rag_prompts import Pipeline, SentenceTransformerEmbedder, TokenCounter, load_settings, token_counter
+from rag_prompts.chunking import with_nearby
+from rag_prompts.records import Chunk
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "corpus"
@@ -114,3 +116,13 @@ def chroma_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def distinct(chunks: Sequence[Chunk]) -> list[Chunk]:
+    """The whole-list way to store repeats once (each passage at its first place, positions and `nearby`
+    renumbered): the reference the streamed ingest (`iter_chunks(repeats=False)` + `slices`) is compared with."""
+    first: dict[str, Chunk] = {}
+    for chunk in chunks:
+        first.setdefault(chunk.content_hash, chunk)
+    kept = list(first.values())
+    return list(chunks) if len(kept) == len(chunks) else with_nearby(kept)

@@ -12,7 +12,7 @@ from rag_prompts import Pipeline, SentenceTransformerEmbedder, TokenCounter
 from rag_prompts.chunking import chunk_document
 from rag_prompts.loaders import load_document
 
-from .conftest import CORPUS, make_pipeline, write
+from .conftest import CORPUS, distinct, make_pipeline, write
 
 CLAIMS = "# Claims\n\n## Authority\n\nHandlers approve up to $7,500.\n\n## Deadlines\n\nAcknowledge within 3 days.\n"
 PRIVACY = "# Privacy\n\n## Access Requests\n\nAnswer within 30 days on form PRV-03.\n"
@@ -269,7 +269,6 @@ def test_a_streamed_large_document_is_stored_as_its_whole_chunk_list_would_be(
     """A document of about 400 chunks streamed in slices of 32 (chunked, embedded and written a slice at a time,
     never held whole) leaves the store of the same document ingested as one chunk list: the same ids, texts,
     fields (ordinals, `nearby`, vector keys), vectors within 1e-6 and manifest record."""
-    from rag_prompts.ingest import distinct
 
     from .test_slices import document_text
 

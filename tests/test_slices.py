@@ -10,11 +10,12 @@ from hypothesis import strategies as st
 
 from rag_prompts import TokenCounter
 from rag_prompts.chunking import chunk_document, iter_chunks
-from rag_prompts.ingest import distinct
 from rag_prompts.loaders import load_markdown
 from rag_prompts.neighbours import block_texts, vector_keys
 from rag_prompts.records import Chunk
 from rag_prompts.slices import slices
+
+from .conftest import distinct
 
 BOILERPLATE = "All records are confidential and kept on site."
 
