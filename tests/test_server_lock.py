@@ -172,9 +172,7 @@ def stopped(pid: int) -> bool:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
 
 
-def test_a_writer_that_stalls_past_its_lease_cannot_commit_over_its_successor(
-    chroma_url: str, tmp_path: Path
-) -> None:
+def test_a_writer_that_stalls_past_its_lease_cannot_commit_over_its_successor(chroma_url: str, tmp_path: Path) -> None:
     """Chroma has no conditional write, so a writer that passed its lock check and then stalled (SIGSTOP) past
     its lease still makes its one manifest write after a successor broke its lock and committed a newer version
     (deleting the stalled writer's chunks). That write carries the broken lock's token, which the successor
