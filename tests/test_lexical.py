@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rag_prompts import Pipeline
 from rag_prompts.embed import SentenceTransformerEmbedder
 from rag_prompts.lexical import POOL, bm25, rerank, terms
 from rag_prompts.records import Chunk, Hit
 
-from .conftest import make_pipeline, write
+from .conftest import dense_and_weighted
 
 
 def _hit(text: str, score: float, n: int) -> Hit:
@@ -57,11 +56,7 @@ def test_search_reorders_the_dense_pool_by_the_task_words(
 ) -> None:
     lines = [f"Clause {n}. Deliveries of batch {n} are inspected on arrival at the depot." for n in range(30)]
     lines[17] = "Clause 17. Deliveries of batch 17 are inspected by the quarantine officer at the depot."
-    write(tmp_path / "docs" / "deliveries.md", "# Deliveries\n\n" + "\n\n".join(lines) + "\n")
-    dense = make_pipeline(tmp_path, embedder, lexical_weight=0.0, region_weight=0.0)
-    dense.ingest([tmp_path / "docs"])
-    settings = dense.settings.model_copy(update={"lexical_weight": 0.05, "region_weight": 0.0})
-    mixed = Pipeline(settings, embedder=embedder, store=dense.store)
+    dense, mixed = dense_and_weighted(tmp_path, embedder, lines, lexical_weight=0.05)
     task = "Who is the quarantine officer for deliveries?"
     pool = dense.search(task, k=POOL)
     expected = rerank(task, pool, 0.05)[:5]

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from rag_prompts import Pipeline
 from rag_prompts.embed import SentenceTransformerEmbedder
 from rag_prompts.lexical import POOL, rerank
 from rag_prompts.records import Chunk, Hit
 from rag_prompts.regions import WINDOW, lift
 
-from .conftest import make_pipeline, write
+from .conftest import dense_and_weighted
 
 
 def _hit(score: float, ordinal: int, source: str = "a.md") -> Hit:
@@ -53,11 +52,7 @@ def test_search_applies_the_lift_after_the_lexical_rerank(
     lines = [f"Clause {n}. Deliveries of batch {n} are inspected on arrival at the depot." for n in range(40)]
     lines[20] = "Clause 20. Deliveries held in quarantine are released by the quarantine officer."
     lines[22] = "Clause 22. The quarantine officer keeps a log of every delivery held."
-    write(tmp_path / "docs" / "deliveries.md", "# Deliveries\n\n" + "\n\n".join(lines) + "\n")
-    dense = make_pipeline(tmp_path, embedder, lexical_weight=0.0, region_weight=0.0)
-    dense.ingest([tmp_path / "docs"])
-    settings = dense.settings.model_copy(update={"lexical_weight": 0.05, "region_weight": 0.02})
-    both = Pipeline(settings, embedder=embedder, store=dense.store)
+    dense, both = dense_and_weighted(tmp_path, embedder, lines, lexical_weight=0.05, region_weight=0.02)
     task = "Who releases deliveries held in quarantine?"
     pool = dense.search(task, k=POOL)
     expected = lift(rerank(task, pool, 0.05), 0.02)[:6]
