@@ -83,7 +83,10 @@ class Pipeline:
 
     @property
     def retriever(self) -> Retriever:
-        return Retriever(self.store, self.embedder, self.settings.lexical_weight, self.settings.region_weight)
+        weights = self.settings
+        return Retriever(
+            self.store, self.embedder, weights.lexical_weight, weights.region_weight, weights.document_weight
+        )
 
     @property
     def counter(self) -> TokenCounter:

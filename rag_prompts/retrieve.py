@@ -12,17 +12,24 @@ from .store import ChunkStore
 
 
 class Retriever:
-    """Dense retrieval over one store with one embedder (cosine similarity, best first). With a lexical or a region
-    weight, the top `lexical.POOL` dense candidates are reordered before the best n are kept: by dense score +
-    lexical weight x BM25, then + region weight x the best nearby candidate (`regions.lift`)."""
+    """Dense retrieval over one store with one embedder (cosine similarity, best first). With a lexical, region or
+    document weight, the top `lexical.POOL` dense candidates are reordered before the best n are kept: by dense
+    score + lexical weight x BM25, then + region weight x the best nearby candidate + document weight x the best
+    candidate of the same document (`regions.lift`)."""
 
     def __init__(
-        self, store: ChunkStore, embedder: Embedder, lexical_weight: float = 0.0, region_weight: float = 0.0
+        self,
+        store: ChunkStore,
+        embedder: Embedder,
+        lexical_weight: float = 0.0,
+        region_weight: float = 0.0,
+        document_weight: float = 0.0,
     ) -> None:
         self.store = store
         self.embedder = embedder
         self.lexical_weight = lexical_weight
         self.region_weight = region_weight
+        self.document_weight = document_weight
 
     def search(
         self,
@@ -35,9 +42,10 @@ class Retriever:
         """The `n` best chunks for `query`; chunks of the sources in `exclude` (not in force) are left out."""
         if not query.strip():
             return []
-        reordered = bool(self.lexical_weight or self.region_weight)
+        reordered = bool(self.lexical_weight or self.region_weight or self.document_weight)
         pool = max(n, POOL) if reordered else n
         hits = self.store.query(self.embedder.embed_query(query), pool, tags=tags, sources=sources, exclude=exclude)
         if not reordered:
             return hits
-        return lift(rerank(query, hits, self.lexical_weight), self.region_weight)[:n]
+        lexical = rerank(query, hits, self.lexical_weight)
+        return lift(lexical, self.region_weight, self.document_weight)[:n]

@@ -184,7 +184,7 @@ def test_a_process_that_caches_chunks_never_serves_an_edited_documents_old_versi
 
 def test_repeated_searches_read_chunks_from_the_cache(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
     # dense only: exactly k chunks are read
-    pipeline = make_pipeline(tmp_path, embedder, lexical_weight=0.0, region_weight=0.0)
+    pipeline = make_pipeline(tmp_path, embedder, lexical_weight=0.0, region_weight=0.0, document_weight=0.0)
     pipeline.ingest([corpus(tmp_path)])
     store = pipeline.store
     reads: list[int] = []

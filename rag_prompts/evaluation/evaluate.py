@@ -143,6 +143,7 @@ def evaluate(
             "block_weight": settings.block_weight,
             "lexical_weight": settings.lexical_weight,
             "region_weight": settings.region_weight,
+            "document_weight": settings.document_weight,
             "merge_sections": settings.merge_sections,
             "expand_context": settings.expand_context,
             "k": k or settings.k,
