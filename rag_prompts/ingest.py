@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from . import crashpoints
+from .centring import VectorSum
 from .chunking import iter_chunks, sha256, with_nearby
 from .embed import Embedder
 from .errors import LoadError, RagPromptsError
@@ -37,7 +38,7 @@ from .tokens import TokenCounter
 
 CHUNKER_VERSION = 6  # 2: ordinals; 3: context-aware vectors; 4: repeats stored once; 5: blocks; 6: short blocks merged
 EMBED_BATCH = 256
-RECORD_META = 1  # what a manifest record holds beyond the version (1: dating); an older record is relabelled once
+RECORD_META = 2  # what a record holds beyond the version (1: dating, 2: vector sum); an older one is relabelled once
 GROUP_CHUNKS = 1024  # chunks embedded and written together: small documents are grouped, large ones sliced
 
 
@@ -274,15 +275,19 @@ class _Ingest:
         return todos, finish, vanished
 
     def _relabel(self, file: Path, root: Path, record: DocumentRecord) -> DocumentRecord:
-        """Give a record written before it held the document's dating that dating (the chunks stay as they are)."""
+        """Give a record written before it held the document's dating and vector sum those (the chunks stay as
+        they are)."""
         try:
             document = load_document(file, root)
         except LoadError as error:
             self._fail(str(file), error.reason)
             return record
+        total = VectorSum()
+        if not record.vector_sum:
+            total.add(self.store.version_vectors(record.source, record.doc_hash))
         relabelled = replace(
             record, effective=document.effective, expires=document.expires, superseded_by=document.superseded_by,
-            meta=RECORD_META,
+            meta=RECORD_META, vector_sum=record.vector_sum or total.text(),
         )  # fmt: skip
         self._put([relabelled])
         return relabelled
@@ -342,17 +347,23 @@ class _Ingest:
             for (_, chunks), ids in zip(group, present, strict=True)
         ]
         vectors = self._vectors([chunks for _, chunks in group], wanted)
-        for (todo, chunks), indices, mixed in zip(group, wanted, vectors, strict=True):
+        for (todo, chunks), indices, mixed, ids in zip(group, wanted, vectors, present, strict=True):
+            total = VectorSum()
+            total.add(self.store.vectors_of(sorted(ids)))
             if indices:
                 self.store.add([chunks[i] for i in indices], mixed)
+                total.add(mixed)
             title = chunks[0].title if chunks else ""
-            self._commit(todo, title, len(chunks), sum(chunk.tokens for chunk in chunks), written=len(indices))
+            tokens = sum(chunk.tokens for chunk in chunks)
+            self._commit(todo, title, len(chunks), tokens, written=len(indices), total=total)
 
     def _write_large(self, todo: _Todo, stream: Iterable[Chunk]) -> None:
         """One document of many chunks, streamed: chunked, embedded and written a slice at a time (see
         `slices`), committed once all its slices are written."""
         self._put([self._pending(todo)])
         present = self._present(todo)
+        total = VectorSum()
+        total.add(self.store.vectors_of(sorted(present)))
         written = count = tokens = 0
         title = ""
         reach, weight, block_weight = self.neighbours.window, self.neighbours.weight, self.neighbours.block_weight
@@ -365,9 +376,10 @@ class _Ingest:
             if indices:
                 (mixed,) = self._vectors([chunks], [indices], piece.starts if block_weight else None)
                 self.store.add([chunks[i] for i in indices], mixed)
+                total.add(mixed)
                 written += len(indices)
             self.progress("write", count, 0)
-        self._commit(todo, title, count, tokens, written)
+        self._commit(todo, title, count, tokens, written, total)
 
     def _put(self, records: list[DocumentRecord]) -> None:
         """A manifest write, made only while the writer lock is still ours, stamped with its token and count
@@ -395,15 +407,16 @@ class _Ingest:
             self.report.resumed.append(todo.source)
         return ids
 
-    def _commit(self, todo: _Todo, title: str, count: int, tokens: int, written: int) -> None:
-        """Name the new version in the manifest (searches show it from now on), then delete the others."""
+    def _commit(self, todo: _Todo, title: str, count: int, tokens: int, written: int, total: VectorSum) -> None:
+        """Name the new version in the manifest (searches show it from now on), with the sum of its chunk vectors
+        (see `centring`), then delete the others."""
         old = todo.record
         dated = self._dating.pop(todo.source, None)
         record = DocumentRecord(
             todo.source, str(todo.root), title, doc_hash=todo.doc_hash, stale=old is not None,
             chunks=count, tokens=tokens,
             effective=dated.effective if dated else "", expires=dated.expires if dated else "",
-            superseded_by=dated.superseded_by if dated else "", meta=RECORD_META,
+            superseded_by=dated.superseded_by if dated else "", meta=RECORD_META, vector_sum=total.text(),
         )  # fmt: skip
         self._put([record])
         self.report.chunks_written += written

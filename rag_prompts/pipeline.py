@@ -11,6 +11,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .compose import compose_message
 from .config import ResolvedProfile, Settings, load_settings
 from .dating import Dating, current_as_of, out_of_force, parse_day, today
@@ -85,8 +87,9 @@ class Pipeline:
     def retriever(self) -> Retriever:
         weights = self.settings
         return Retriever(
-            self.store, self.embedder, weights.lexical_weight, weights.region_weight, weights.document_weight
-        )
+            self.store, self.embedder, weights.lexical_weight, weights.region_weight, weights.document_weight,
+            weights.centring_weight,
+        )  # fmt: skip
 
     @property
     def counter(self) -> TokenCounter:
@@ -150,11 +153,12 @@ class Pipeline:
         `as_of` (else an enclosing `policies_as_of` block, else today) picks the documents in force."""
         day = parse_day(as_of) or current_as_of() or today()
         excluded = self.out_of_force(day)
+        retriever = self.retriever
+        vector = retriever.query_vector(task) if task.strip() else None
+        n = candidate_count(profile.k, profile.budget)
         hits = (
-            self.retriever.search(
-                task, candidate_count(profile.k, profile.budget), profile.tags, sources, exclude=excluded
-            )
-            if task.strip()
+            retriever.search(task, n, profile.tags, sources, exclude=excluded, vector=vector)
+            if vector is not None
             else []
         )
         pinned = self.pinned(profile)
@@ -167,7 +171,9 @@ class Pipeline:
                 counter=token_counter(profile.model),
                 header=self.settings.header,
                 merge=self.settings.merge_sections,
-                neighbours=self._context_of(task, hits) if self.settings.expand_context else None,
+                neighbours=self._context_of(vector, hits)
+                if self.settings.expand_context and vector is not None
+                else None,
                 pinned=pinned,
             )
         except BudgetError as error:
@@ -215,15 +221,15 @@ class Pipeline:
         if profile.pinned:
             self.compose_for("", profile)
 
-    def _context_of(self, task: str, candidates: Sequence[Hit]) -> Callable[[Sequence[Hit]], list[Hit]]:
-        """The chunks near packed ones, scored for `task`: what a passage can grow into when budget is left.
-        Candidates of the search are reused; only the others are fetched (one get by id)."""
+    def _context_of(self, vector: np.ndarray, candidates: Sequence[Hit]) -> Callable[[Sequence[Hit]], list[Hit]]:
+        """The chunks near packed ones, scored with the task's search `vector`: what a passage can grow into when
+        budget is left. Candidates of the search are reused; only the others are fetched (one get by id)."""
         known = {hit.chunk.id: hit for hit in candidates}
 
         def nearby(packed: Sequence[Hit]) -> list[Hit]:
             wanted = dict.fromkeys(chunk_id for hit in packed for chunk_id in hit.chunk.nearby)
             missing = [chunk_id for chunk_id in wanted if chunk_id not in known]
-            fetched = self.store.scored(missing, self.embedder.embed_query(task)) if missing else []  # query cached
+            fetched = self.store.scored(missing, vector) if missing else []
             return [known[chunk_id] for chunk_id in wanted if chunk_id in known] + fetched
 
         return nearby

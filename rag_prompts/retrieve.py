@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
+from .centring import centred
 from .embed import Embedder
 from .lexical import POOL, rerank
 from .records import Hit
@@ -12,10 +15,11 @@ from .store import ChunkStore
 
 
 class Retriever:
-    """Dense retrieval over one store with one embedder (cosine similarity, best first). With a lexical, region or
-    document weight, the top `lexical.POOL` dense candidates are reordered before the best n are kept: by dense
-    score + lexical weight x BM25, then + region weight x the best nearby candidate + document weight x the best
-    candidate of the same document (`regions.lift`)."""
+    """Dense retrieval over one store with one embedder (cosine similarity, best first), the query first centred
+    on the store's mean chunk vector by the centring weight (see `centring`). With a lexical, region or document
+    weight, the top `lexical.POOL` dense candidates are reordered before the best n are kept: by dense score +
+    lexical weight x BM25, then + region weight x the best nearby candidate + document weight x the best candidate
+    of the same document (`regions.lift`)."""
 
     def __init__(
         self,
@@ -24,12 +28,21 @@ class Retriever:
         lexical_weight: float = 0.0,
         region_weight: float = 0.0,
         document_weight: float = 0.0,
+        centring_weight: float = 0.0,
     ) -> None:
         self.store = store
         self.embedder = embedder
         self.lexical_weight = lexical_weight
         self.region_weight = region_weight
         self.document_weight = document_weight
+        self.centring_weight = centring_weight
+
+    def query_vector(self, query: str) -> np.ndarray:
+        """The vector `query` is searched and its passages' neighbours scored with."""
+        vector = self.embedder.embed_query(query)
+        if not self.centring_weight:
+            return vector
+        return centred(vector, self.store.mean_vector(), self.centring_weight)
 
     def search(
         self,
@@ -38,13 +51,17 @@ class Retriever:
         tags: Sequence[str] = (),
         sources: Sequence[str] = (),
         exclude: frozenset[str] = frozenset(),
+        vector: np.ndarray | None = None,
     ) -> list[Hit]:
-        """The `n` best chunks for `query`; chunks of the sources in `exclude` (not in force) are left out."""
+        """The `n` best chunks for `query` (searched with `vector` when given, else its `query_vector`); chunks of
+        the sources in `exclude` (not in force) are left out."""
         if not query.strip():
             return []
         reordered = bool(self.lexical_weight or self.region_weight or self.document_weight)
         pool = max(n, POOL) if reordered else n
-        hits = self.store.query(self.embedder.embed_query(query), pool, tags=tags, sources=sources, exclude=exclude)
+        hits = self.store.query(
+            self.query_vector(query) if vector is None else vector, pool, tags=tags, sources=sources, exclude=exclude
+        )
         if not reordered:
             return hits
         lexical = rerank(query, hits, self.lexical_weight)

@@ -24,6 +24,7 @@ import numpy as np
 import orjson
 
 from . import crashpoints
+from .centring import decode
 from .defaults import CACHED_CHUNKS
 from .errors import EmptyStoreError, StoreError
 from .manifest import DocumentRecord, Manifest, manifest_name
@@ -415,6 +416,8 @@ class ChunkStore:
         self._committed: dict[str, DocumentRecord] = {}  # source -> its committed record, as of the last refresh
         self._refresh_lock = threading.Lock()
         self._reopened = 0  # how many times another process's writes made this store open a fresh client
+        self._mean: tuple[Mapping[str, DocumentRecord], np.ndarray | None] | None = None  # per committed mapping
+        self._sums: dict[tuple[str, str], tuple[np.ndarray, int]] = {}  # (source, version) -> sum read from chunks
 
     @property
     def embedding_model(self) -> str:
@@ -485,6 +488,31 @@ class ChunkStore:
         self.refresh()
         return self._committed
 
+    def mean_vector(self) -> np.ndarray | None:
+        """The mean of the committed chunks' vectors (None while none is committed), from the records' vector sums;
+        a record written before they were kept has its sum read from its chunks, once per process."""
+        committed = self.committed()
+        cached = self._mean
+        if cached is not None and cached[0] is committed:
+            return cached[1]
+        total: np.ndarray | None = None
+        count = 0
+        for record in committed.values():
+            if record.vector_sum:
+                part, size = decode(record.vector_sum), record.chunks
+            else:
+                key = (record.source, record.doc_hash)
+                if key not in self._sums:
+                    vectors = self.version_vectors(*key)
+                    self._sums[key] = (np.asarray(vectors, dtype=np.float64).sum(axis=0), len(vectors))
+                part, size = self._sums[key]
+            if size:
+                total = part if total is None else total + part
+                count += size
+        mean = None if total is None else total / count
+        self._mean = (committed, mean)
+        return mean
+
     def _visible(self, chunk: Chunk) -> bool:
         committed = self._versions.get(chunk.source)
         return committed is None or committed == chunk.doc_hash
@@ -543,6 +571,34 @@ class ChunkStore:
                 if len(page["ids"]) < _PAGE:
                     return found
                 offset += _PAGE
+
+    def version_vectors(self, source: str, doc_hash: str) -> np.ndarray:
+        """The stored vectors of one version of `source`, read in pages."""
+        parts: list[np.ndarray] = []
+        with _guard(f"reading chunks of {source!r}", self.location):
+            offset = 0
+            while True:
+                page = self._collection.get(
+                    where={"source": source}, include=["metadatas", "embeddings"], limit=_PAGE, offset=offset
+                )
+                if page["ids"]:
+                    vectors = np.asarray(page["embeddings"], dtype=np.float32).reshape(len(page["ids"]), -1)
+                    versions = [str(_fields(metadata).get("doc_hash", "")) for metadata in page["metadatas"] or []]
+                    parts.append(vectors[np.asarray(versions) == doc_hash])
+                if len(page["ids"]) < _PAGE:
+                    break
+                offset += _PAGE
+        return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+
+    def vectors_of(self, ids: Sequence[str]) -> np.ndarray:
+        """The stored vectors of these chunk ids (whatever their version); unknown ids are left out."""
+        parts: list[np.ndarray] = []
+        for batch in _batches(list(ids), _PAGE):
+            with _guard(f"reading vectors of {self.name!r}", self.location):
+                page = self._collection.get(ids=list(batch), include=["embeddings"])
+            if page["ids"]:
+                parts.append(np.asarray(page["embeddings"], dtype=np.float32).reshape(len(page["ids"]), -1))
+        return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
 
     # -- chunks -------------------------------------------------------------------------------------------
 

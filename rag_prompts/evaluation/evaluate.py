@@ -144,6 +144,7 @@ def evaluate(
             "lexical_weight": settings.lexical_weight,
             "region_weight": settings.region_weight,
             "document_weight": settings.document_weight,
+            "centring_weight": settings.centring_weight,
             "merge_sections": settings.merge_sections,
             "expand_context": settings.expand_context,
             "k": k or settings.k,
