@@ -79,8 +79,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         summary = report.summary()
         print(
             "documents: {added} added, {updated} updated, {unchanged} unchanged, {removed} removed, {failed} failed,"
-            " {resumed} resumed; chunks: {chunks_embedded} embedded, {chunks_reused} reused, {chunks_deleted} deleted"
-            " in {seconds}s".format(**summary)
+            " {resumed} resumed, {repaired} repaired; chunks: {chunks_embedded} embedded, {chunks_reused} reused,"
+            " {chunks_deleted} deleted in {seconds}s".format(**summary)
         )
     return 0 if report.ok else 1
 

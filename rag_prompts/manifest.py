@@ -47,6 +47,7 @@ class DocumentRecord:
     meta: int = 0  # which document facts the record holds: 1 = dating (older records are re-read once)
     writer: str = ""  # the token of the server writer lock it was written under ("" on an embedded store)
     seq: int = 0  # that writer's count of manifest writes when it wrote this one
+    digest: str = ""  # of the committed version's chunk ids (see `integrity`); "" in records written before it
 
     @property
     def committed(self) -> bool:
