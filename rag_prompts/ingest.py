@@ -361,8 +361,22 @@ class _Ingest:
         self._flush()
         try:
             self._write_large(todo, _Parsed(itertools.chain(head, stream)))
-        except _ParseFailure as failure:  # its record stays pending: the committed version (if any) stays visible
+        except _ParseFailure as failure:
+            self._abandon(todo)
             self._fail(str(todo.file), failure.reason)
+
+    def _abandon(self, todo: _Todo) -> None:
+        """Undo the write of a large document whose chunking failed part way: delete the chunks of the new
+        version, then put its record back as it was (drop it when no version was committed), so the store holds
+        for it what it held before. Its committed version stayed visible throughout."""
+        self._dating.pop(todo.source, None)
+        self._delete([chunk_id for chunk_id, doc_hash in self.store.versions(todo.source) if doc_hash == todo.doc_hash])
+        old = todo.record
+        if old is None or (not old.committed and old.pending in ("", todo.doc_hash)):
+            self._fence()
+            self.store.drop_record(todo.source)
+        else:
+            self._put([replace(old, pending="" if old.pending == todo.doc_hash else old.pending)])
 
     # -- writing ------------------------------------------------------------------------------------------
 
