@@ -39,8 +39,8 @@ def _table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-_STAGES = {"read": ("reading", "file"), "embed": ("embedding", "chunk"), "write": ("writing", "chunk"),
-           "delete": ("deleting", "chunk")}  # fmt: skip
+_STAGES = {"check": ("checking", "chunk"), "read": ("reading", "file"), "embed": ("embedding", "chunk"),
+           "write": ("writing", "chunk"), "delete": ("deleting", "chunk")}  # fmt: skip
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:

@@ -5,9 +5,9 @@ chunk -> embed -> write in groups of about GROUP_CHUNKS chunks (a large document
 memory does not grow with the corpus. Each document is committed on its own: its new chunks are written
 first, then its manifest record names the new version (from then on searches show it), then the chunks of
 other versions are deleted. A crash or kill at any step leaves every document whole in its old or new
-version; the next run finishes what was cut short and re-embeds only chunks not yet written. Each run starts by
-checking that every committed document is whole in the store (see `integrity`) and rewrites any that is not
-(a stalled server writer's late deletion, or a compact's late switch, can leave one so). Files gone from
+version; the next run finishes what was cut short and re-embeds only chunks not yet written. Each run on a
+server store starts by checking that every committed document is whole (see `integrity`) and rewrites any that is
+not (a stalled writer's late deletion, or a compact's late switch, can leave one so). Files gone from
 an ingested folder lose their chunks; a file that fails to load is reported and skipped, and whatever the
 store held for it is kept. Only one ingest writes to a store at a time (see `locking`).
 """
@@ -54,8 +54,9 @@ class NeighbourMix:
 
 
 ProgressFn = Callable[[str, int, int], None]
-"""Called as progress(stage, done, total) with stage "read" (files), "embed" (chunks; total 0 when not known
-ahead), "write" (chunks of a large document) or "delete" (stale chunks)."""
+"""Called as progress(stage, done, total) with stage "check" (stored chunks read by the check each run starts
+with), "read" (files), "embed" (chunks; total 0 when not known ahead), "write" (chunks of a large document) or
+"delete" (stale chunks)."""
 
 EmbedderSource = Embedder | Callable[[], Embedder]
 """An embedder, or a function returning one: it is called only when something must be embedded."""
@@ -221,7 +222,9 @@ class _Ingest:
     def run(self, paths: Iterable[str | Path]) -> IngestReport:
         began = time.perf_counter()
         report = self.report
-        records = self._check(self.store.records())
+        records = self.store.records()
+        if self.writer:  # a lock that can be broken (a server's lease), so a late write may have gone out
+            records = self._check(records)
         todos, finish, vanished = self._plan(paths, records)
         for todo in todos:
             self._chunks(todo)
@@ -244,12 +247,14 @@ class _Ingest:
     # -- checking -----------------------------------------------------------------------------------------
 
     def _check(self, records: dict[str, DocumentRecord]) -> dict[str, DocumentRecord]:
-        """Check the store against `records` (see `integrity`) and act on what is wrong, before any other write:
+        """Check the store against `records` (see `integrity`) and act on what is wrong, before any other write.
+        Only a server store needs it: an embedded store's file lock cannot be lost while its holder runs, so no
+        write outlives it there (and the check's read would load the whole vector index into this process).
         a committed document missing chunks is hidden (its record names its version as pending, so this run
         rewrites only the chunks that are missing), a clean record whose source has chunks of other versions is
         marked stale (they are deleted), and chunks whose source has no record are deleted. Records lacking
         their digest get it. Returns the records as they now are."""
-        found = audit(self.store, records)
+        found = audit(self.store, records, lambda done, total: self.progress("check", done, total))
         if found.orphans:
             self._keep(found.orphans)
             self._delete(found.orphans)

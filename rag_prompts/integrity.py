@@ -18,13 +18,14 @@ at a time and summed over documents; two different sets of ids share one by chan
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from .manifest import DocumentRecord
 from .store import ChunkStore
 
 _MODULUS = 1 << 128
+_EVERY = 5000  # chunks read between progress reports
 
 
 def digest(ids: Iterable[str], start: str = "") -> str:
@@ -57,14 +58,29 @@ class Audit:
         return not (self.broken or self.stale or self.orphans)
 
 
-def audit(store: ChunkStore, records: Mapping[str, DocumentRecord]) -> Audit:
-    """Check the store's chunks against its manifest `records` (see the module docstring)."""
+def _counted(items: Iterable[str], total: int, progress: Callable[[int, int], None]) -> Iterator[str]:
+    for done, item in enumerate(items, 1):
+        yield item
+        if done % _EVERY == 0 or done == total:
+            progress(done, total)
+
+
+def audit(
+    store: ChunkStore, records: Mapping[str, DocumentRecord], progress: Callable[[int, int], None] = lambda d, t: None
+) -> Audit:
+    """Check the store's chunks against its manifest `records` (see the module docstring); `progress(done, total)`
+    is told the chunks read so far."""
     committed = [record for record in records.values() if record.committed]
     quick = all(record.clean and record.digest for record in records.values())
-    expected = combined(record.digest for record in committed)
-    if quick and store.count() == sum(record.chunks for record in committed) and digest(store.ids()) == expected:
+    expected, total = combined(record.digest for record in committed), store.count()
+    counted = quick and total == sum(record.chunks for record in committed)
+    if counted and digest(_counted(store.ids(), total, progress)) == expected:
         return Audit()
-    found = store.version_ids()
+    found: dict[tuple[str, str], list[str]] = {}
+    for done, (chunk_id, source, doc_hash) in enumerate(store.chunk_versions(), 1):
+        found.setdefault((source, doc_hash), []).append(chunk_id)
+        if done % _EVERY == 0 or done == total:
+            progress(done, total)
     orphans = [chunk_id for (source, _), ids in found.items() if source not in records for chunk_id in ids]
     stale = sorted(
         {source for source, doc_hash in found if source in records and doc_hash != records[source].doc_hash}

@@ -579,14 +579,11 @@ class ChunkStore:
                 return
             offset += _PAGE
 
-    def version_ids(self) -> dict[tuple[str, str], list[str]]:
-        """The ids of every stored chunk by (source, document hash), whatever its version (reads every chunk's
-        fields)."""
-        found: dict[tuple[str, str], list[str]] = {}
+    def chunk_versions(self) -> Iterator[tuple[str, str, str]]:
+        """(id, source, document hash) of every stored chunk, whatever its version (reads every chunk's fields)."""
         for chunk_id, raw in self._all_metadata():
             metadata = _fields(raw)
-            found.setdefault((str(metadata["source"]), str(metadata.get("doc_hash", ""))), []).append(chunk_id)
-        return found
+            yield chunk_id, str(metadata["source"]), str(metadata.get("doc_hash", ""))
 
     def documents(self) -> dict[str, StoredDocument]:
         """Every visible stored source with its chunk ids and document hash (reads every chunk's fields)."""

@@ -1,5 +1,7 @@
-"""The check every ingest starts with (`integrity`): on a real embedded Chroma with the real model, chunks that went
-missing from a committed document, or that no record names, are found and put right by the next plain ingest."""
+"""The check every ingest of a server store starts with (`integrity`): on a real Chroma server with the real model,
+chunks that went missing from a committed document, or that no record names, are found and put right by the next
+plain ingest. Here the damage is done directly through the client; `tests/test_server_lock.py` makes it the way
+it really happens, with stalled writers."""
 
 from __future__ import annotations
 
@@ -11,10 +13,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from rag_prompts import Pipeline, SentenceTransformerEmbedder
+from rag_prompts import Pipeline, SentenceTransformerEmbedder, load_settings
 from rag_prompts.integrity import combined, digest
 
-from .conftest import make_pipeline, write
+from .conftest import write
+
+pytestmark = pytest.mark.server
 
 RULES = "\n\n".join(f"Rule {n}: the {['claims', 'audit', 'travel'][n % 3]} desk files form F-{n}." for n in range(12))
 
@@ -31,7 +35,7 @@ def contents(pipeline: Pipeline) -> dict[str, Any]:
     return {
         "chunks": {chunk_id: (text, metadata, np.asarray(vector)) for chunk_id, text, metadata, vector in
                    zip(page["ids"], page["documents"], page["metadatas"], page["embeddings"], strict=True)},
-        "records": pipeline.store.records(),
+        "records": {source: replace(record, writer="", seq=0) for source, record in pipeline.store.records().items()},
     }  # fmt: skip
 
 
@@ -43,12 +47,20 @@ def assert_same(got: dict[str, Any], want: dict[str, Any]) -> None:
     assert got["records"] == want["records"]
 
 
+def server_pipeline(url: str, embedder: SentenceTransformerEmbedder, collection: str) -> Pipeline:
+    """A pipeline over the collection `collection` of the Chroma server at `url`, with 40-token chunks."""
+    settings = load_settings(None, environ={}, store=url, collection=collection, chunk_tokens=40)
+    return Pipeline(settings, embedder=embedder)
+
+
 @pytest.fixture(scope="module")
-def clean(tmp_path_factory: pytest.TempPathFactory, embedder: SentenceTransformerEmbedder) -> dict[str, Any]:
-    """A clean ingest of the documents into a fresh store: what every repair must end at. The tests ingest the
-    same folder (the root is part of each chunk's fields)."""
+def clean(
+    tmp_path_factory: pytest.TempPathFactory, embedder: SentenceTransformerEmbedder, chroma_url: str
+) -> dict[str, Any]:
+    """A clean ingest of the documents into a fresh collection: what every repair must end at. The tests ingest
+    the same folder (the root is part of each chunk's fields)."""
     folder = tmp_path_factory.mktemp("clean")
-    pipeline, root = make_pipeline(folder, embedder, chunk_tokens=40), docs(folder)
+    pipeline, root = server_pipeline(chroma_url, embedder, "integrity-clean"), docs(folder)
     assert pipeline.ingest([root]).ok
     return {**contents(pipeline), "root": root}
 
@@ -62,10 +74,10 @@ def test_the_digest_of_ids_is_a_sum_so_slices_and_documents_add_up() -> None:
 
 
 def test_chunks_gone_from_a_committed_document_are_rewritten_by_the_next_ingest(
-    tmp_path: Path, embedder: SentenceTransformerEmbedder, clean: dict[str, Any]
+    chroma_url: str, embedder: SentenceTransformerEmbedder, clean: dict[str, Any], request: pytest.FixtureRequest
 ) -> None:
     """As a stalled server writer's late deletion batch leaves it: chunks of a committed version deleted."""
-    pipeline, root = make_pipeline(tmp_path, embedder, chunk_tokens=40), clean["root"]
+    pipeline, root = server_pipeline(chroma_url, embedder, request.node.name[5:45].rstrip("_")), clean["root"]
     assert pipeline.ingest([root]).ok
     ids = [chunk_id for chunk_id, _ in pipeline.store.versions("a.md")]
     assert len(ids) >= 4
@@ -80,11 +92,11 @@ def test_chunks_gone_from_a_committed_document_are_rewritten_by_the_next_ingest(
 
 
 def test_chunks_no_record_names_are_deleted_and_stale_ones_swept(
-    tmp_path: Path, embedder: SentenceTransformerEmbedder, clean: dict[str, Any]
+    chroma_url: str, embedder: SentenceTransformerEmbedder, clean: dict[str, Any], request: pytest.FixtureRequest
 ) -> None:
     """A late write of a removed document's chunks (no record: readers would show them), and a late write of
     another version of a committed one (hidden, but left behind): the next ingest deletes both."""
-    pipeline, root = make_pipeline(tmp_path, embedder, chunk_tokens=40), clean["root"]
+    pipeline, root = server_pipeline(chroma_url, embedder, request.node.name[5:45].rstrip("_")), clean["root"]
     assert pipeline.ingest([root]).ok
     ((chunk_id, _),) = pipeline.store.versions("b.md")
     (chunk,) = pipeline.store.chunks([chunk_id])
@@ -99,9 +111,13 @@ def test_chunks_no_record_names_are_deleted_and_stale_ones_swept(
 
 
 def test_records_without_a_digest_get_one_and_then_the_quick_check_suffices(
-    tmp_path: Path, embedder: SentenceTransformerEmbedder, clean: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    chroma_url: str,
+    embedder: SentenceTransformerEmbedder,
+    clean: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> None:
-    pipeline, root = make_pipeline(tmp_path, embedder, chunk_tokens=40), clean["root"]
+    pipeline, root = server_pipeline(chroma_url, embedder, request.node.name[5:45].rstrip("_")), clean["root"]
     assert pipeline.ingest([root]).ok
     pipeline.store.put_records([replace(record, digest="") for record in pipeline.store.records().values()])
     report = pipeline.ingest([root])  # the exact check (every chunk's fields read) writes each record's digest
@@ -111,16 +127,16 @@ def test_records_without_a_digest_get_one_and_then_the_quick_check_suffices(
     def exact() -> None:
         raise AssertionError("the exact check ran")
 
-    monkeypatch.setattr(pipeline.store, "version_ids", exact)
+    monkeypatch.setattr(pipeline.store, "chunk_versions", exact)
     assert pipeline.ingest([root]).unchanged == ["a.md", "b.md"]  # count and ids' digest match: nothing more read
 
 
 def test_a_broken_document_outside_the_ingested_paths_is_hidden_and_named(
-    tmp_path: Path, embedder: SentenceTransformerEmbedder, clean: dict[str, Any]
+    chroma_url: str, embedder: SentenceTransformerEmbedder, clean: dict[str, Any], request: pytest.FixtureRequest
 ) -> None:
     """It cannot be rewritten without its file, so it is hidden (never served partial) and reported as failed;
     ingesting it later finishes it like a write cut short."""
-    pipeline, root = make_pipeline(tmp_path, embedder, chunk_tokens=40), clean["root"]
+    pipeline, root = server_pipeline(chroma_url, embedder, request.node.name[5:45].rstrip("_")), clean["root"]
     assert pipeline.ingest([root]).ok
     pipeline.store._collection.delete(ids=[pipeline.store.versions("a.md")[0][0]])
     report = pipeline.ingest([root / "b.md"])
