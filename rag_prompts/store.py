@@ -138,21 +138,29 @@ def open_store(
                     f"collection {collection!r} at {location} points at {active!r}, which is missing;"
                     " ingest into a new `collection`"
                 ) from None
-            handle = client.create_collection(
-                collection,
-                configuration={"hnsw": {"space": "cosine"}},
-                metadata={
-                    "embedding_model": embedding_model,
-                    "schema": SCHEMA_VERSION,
-                    **({"dimension": dimension} if dimension is not None else {}),
-                },  # fmt: skip
-                embedding_function=None,
-            )
+            handle = _create(client, collection, {
+                "embedding_model": embedding_model, "schema": SCHEMA_VERSION,
+                **({"dimension": dimension} if dimension is not None else {}),
+            })  # fmt: skip
         store = ChunkStore(handle, location, collection, cached_chunks, client=client, manifest=manifest)
         store.check(embedding_model, dimension)
         if not manifest.exists():
             store.adopt()
         return store
+
+
+def _create(client: Any, collection: str, metadata: dict[str, Any]) -> Any:
+    """Create the cosine collection `collection`, or get it when another process created it meanwhile (two
+    first ingests of a server store at once: the server lets only one create succeed)."""
+    try:
+        return client.create_collection(
+            collection, configuration={"hnsw": {"space": "cosine"}}, metadata=metadata, embedding_function=None
+        )
+    except Exception as error:
+        try:
+            return client.get_collection(collection, embedding_function=None)
+        except Exception:
+            raise error from None
 
 
 def server_lock(location: str, collection: str, lease: float) -> ServerLock:

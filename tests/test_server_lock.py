@@ -354,3 +354,25 @@ def test_a_stalled_compacts_late_switch_is_repaired_by_the_next_ingest(chroma_ur
     compact_collection(chroma_url, "late-switch")
     names = {collection.name for collection in chroma(chroma_url).list_collections()}
     assert {"late-switch", "late-switch.v1"}.isdisjoint(names) and "late-switch.v2" in names
+
+
+def test_first_opens_of_a_new_server_collection_at_once_all_succeed(chroma_url: str) -> None:
+    """Two first ingests started together both create the collection; the server lets one create succeed, and the
+    other process then opens the collection it made (they serialize on the writer lock after that)."""
+    from rag_prompts.store import open_store
+
+    def open_it(name: str, start: threading.Barrier, outcomes: list[str]) -> None:
+        start.wait()
+        try:
+            outcomes.append(open_store(chroma_url, name, "all-MiniLM-L6-v2", 384).name)
+        except Exception as error:  # noqa: BLE001 - the outcome is what is checked
+            outcomes.append(f"{type(error).__name__}: {error}")
+
+    for round_ in range(4):
+        name, start, outcomes = f"opened-at-once-{round_}", threading.Barrier(8), []
+        threads = [threading.Thread(target=open_it, args=(name, start, outcomes)) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert outcomes == [name] * 8
