@@ -247,13 +247,15 @@ class _Ingest:
     # -- checking -----------------------------------------------------------------------------------------
 
     def _check(self, records: dict[str, DocumentRecord]) -> dict[str, DocumentRecord]:
-        """Check the store against `records` (see `integrity`) and act on what is wrong, before any other write.
-        Only a server store needs it: an embedded store's file lock cannot be lost while its holder runs, so no
-        write outlives it there (and the check's read would load the whole vector index into this process).
+        """Check the store against `records` (see `integrity`) and act on what is wrong, before any other write:
         a committed document missing chunks is hidden (its record names its version as pending, so this run
         rewrites only the chunks that are missing), a clean record whose source has chunks of other versions is
         marked stale (they are deleted), and chunks whose source has no record are deleted. Records lacking
-        their digest get it. Returns the records as they now are."""
+        their digest get it. Returns the records as they now are.
+
+        Only a server store needs it: an embedded store's file lock cannot be lost while its holder runs, so no
+        write outlives it there (and the check's first read would load the whole vector index into this
+        process)."""
         found = audit(self.store, records, lambda done, total: self.progress("check", done, total))
         if found.orphans:
             self._keep(found.orphans)
@@ -477,7 +479,8 @@ class _Ingest:
         self.report.chunks_written += written
         new = old is None or not old.committed
         kind = "repaired" if todo.source in self._broken else "added" if new else "updated"
-        getattr(self.report, kind).append(todo.source)
+        listed = self.report.repaired if kind == "repaired" else self.report.added if new else self.report.updated
+        listed.append(todo.source)
         if old is not None:
             self._delete_stale(record)
         self.event(kind, todo.source)
