@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from rag_prompts import Pipeline, SentenceTransformerEmbedder, load_settings
-from rag_prompts.integrity import combined, digest
+from rag_prompts.integrity import Audit, combined, digest
 
 from .conftest import write
 
@@ -146,3 +146,23 @@ def test_a_broken_document_outside_the_ingested_paths_is_hidden_and_named(
     later = pipeline.ingest([root / "a.md"])  # its stored chunks are kept; only the missing one is written
     assert later.ok and later.added == later.resumed == ["a.md"] and later.chunks_written == 1
     assert "a.md" in {hit.chunk.source for hit in pipeline.search("desk files form", k=10)}
+
+
+def test_a_streamed_document_with_repeats_records_the_digest_of_exactly_its_stored_ids(
+    chroma_url: str, embedder: SentenceTransformerEmbedder, tmp_path: Path
+) -> None:
+    """Written in slices of 8, with repeated boilerplate stored once: the record's count and digest match the
+    chunks the server holds, so the next ingest's check takes the quick form and finds nothing."""
+    from rag_prompts.integrity import audit
+
+    from .test_slices import document_text
+
+    write(tmp_path / "docs" / "long.md", document_text(3, 40))
+    settings = load_settings(None, environ={}, store=chroma_url, collection="digest-of-slices", chunk_tokens=16,
+                             ingest_group_chunks=8)  # fmt: skip
+    pipeline = Pipeline(settings, embedder=embedder)
+    assert pipeline.ingest([tmp_path / "docs"]).ok
+    record = pipeline.store.records()["long.md"]
+    ids = [chunk_id for chunk_id, _ in pipeline.store.versions("long.md")]
+    assert record.chunks == len(ids) > 3 * 8 and record.digest == digest(ids)
+    assert audit(pipeline.store, pipeline.store.records()) == Audit()  # the quick form, and whole
