@@ -39,8 +39,8 @@ def _table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-_STAGES = {"read": ("reading", "file"), "embed": ("embedding", "chunk"), "write": ("writing", "chunk"),
-           "delete": ("deleting", "chunk")}  # fmt: skip
+_STAGES = {"check": ("checking", "chunk"), "read": ("reading", "file"), "embed": ("embedding", "chunk"),
+           "write": ("writing", "chunk"), "delete": ("deleting", "chunk")}  # fmt: skip
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -79,8 +79,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         summary = report.summary()
         print(
             "documents: {added} added, {updated} updated, {unchanged} unchanged, {removed} removed, {failed} failed,"
-            " {resumed} resumed; chunks: {chunks_embedded} embedded, {chunks_reused} reused, {chunks_deleted} deleted"
-            " in {seconds}s".format(**summary)
+            " {resumed} resumed, {repaired} repaired; chunks: {chunks_embedded} embedded, {chunks_reused} reused,"
+            " {chunks_deleted} deleted in {seconds}s".format(**summary)
         )
     return 0 if report.ok else 1
 

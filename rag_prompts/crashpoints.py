@@ -1,7 +1,8 @@
 """Kill points for crash tests: `RAG_PROMPTS_CRASH_AFTER=KIND:N` stops the process (SIGKILL) right after the Nth
 step of KIND. Kinds: "embed" (a batch embedded), "write" (a batch of chunks written), "commit" (a manifest
 write), "delete" (a batch of chunks deleted), "copy" (a page copied by compact), "switch" (compact switched
-readers to the copy), "fenced" (an ingest found its writer lock still held, just before a manifest write).
+readers to the copy), "fenced" (a writer found its lock still held: an ingest just before a manifest write or
+a deletion batch, compact before each page it copies, its switch and its drop).
 `KIND:N:stop` stops the process (SIGSTOP, as if it stalled) instead of killing it. The value "trace" prints
 every step to stderr instead. Inert when the variable is unset."""
 

@@ -5,7 +5,9 @@ chunk -> embed -> write in groups of about GROUP_CHUNKS chunks (a large document
 memory does not grow with the corpus. Each document is committed on its own: its new chunks are written
 first, then its manifest record names the new version (from then on searches show it), then the chunks of
 other versions are deleted. A crash or kill at any step leaves every document whole in its old or new
-version; the next run finishes what was cut short and re-embeds only chunks not yet written. Files gone from
+version; the next run finishes what was cut short and re-embeds only chunks not yet written. Each run on a
+server store starts by checking that every committed document is whole (see `integrity`) and rewrites any that is
+not (a stalled writer's late deletion, or a compact's late switch, can leave one so). Files gone from
 an ingested folder lose their chunks; a file that fails to load is reported and skipped, and whatever the
 store held for it is kept. Only one ingest writes to a store at a time (see `locking`).
 """
@@ -26,6 +28,7 @@ from .centring import VectorSum
 from .chunking import iter_chunks, sha256, with_nearby
 from .embed import Embedder
 from .errors import LoadError, RagPromptsError
+from .integrity import audit, digest
 from .loaders import SUPPORTED_SUFFIXES, load_document
 from .locking import writer_lock
 from .manifest import DocumentRecord
@@ -52,8 +55,9 @@ class NeighbourMix:
 
 
 ProgressFn = Callable[[str, int, int], None]
-"""Called as progress(stage, done, total) with stage "read" (files), "embed" (chunks; total 0 when not known
-ahead), "write" (chunks of a large document) or "delete" (stale chunks)."""
+"""Called as progress(stage, done, total) with stage "check" (stored chunks read by the check each run starts
+with), "read" (files), "embed" (chunks; total 0 when not known ahead), "write" (chunks of a large document) or
+"delete" (stale chunks)."""
 
 EmbedderSource = Embedder | Callable[[], Embedder]
 """An embedder, or a function returning one: it is called only when something must be embedded."""
@@ -68,7 +72,8 @@ class Failure:
 @dataclass
 class IngestReport:
     """What one ingest run did; `ok` is False when any file failed. `resumed` lists documents whose earlier
-    ingest was cut short and is finished by this one."""
+    ingest was cut short and is finished by this one; `repaired` those the store's check (see `integrity`) found
+    missing chunks of their committed version, or holding chunks nothing names, and this run put right."""
 
     added: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
@@ -76,6 +81,7 @@ class IngestReport:
     removed: list[str] = field(default_factory=list)
     failed: list[Failure] = field(default_factory=list)
     resumed: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
     chunks_embedded: int = 0
     chunks_reused: int = 0
     chunks_written: int = 0
@@ -94,6 +100,7 @@ class IngestReport:
             "removed": len(self.removed),
             "failed": len(self.failed),
             "resumed": len(self.resumed),
+            "repaired": len(self.repaired),
             "chunks_embedded": self.chunks_embedded,
             "chunks_reused": self.chunks_reused,
             "chunks_written": self.chunks_written,
@@ -203,6 +210,8 @@ class _Ingest:
         self.fence: Callable[[], None] = lambda: None  # raises once the writer lock is lost (a server's lease)
         self.writer = ""  # the server writer lock's token, which every manifest write carries
         self._writes = 0
+        self._broken: dict[str, DocumentRecord] = {}  # source -> its record hidden because chunks were missing
+        self._swept: set[str] = set()  # sources whose chunks of other versions the check found
 
     @property
     def embedder(self) -> Embedder:
@@ -215,17 +224,57 @@ class _Ingest:
         began = time.perf_counter()
         report = self.report
         records = self.store.records()
+        if self.writer:  # a lock that can be broken (a server's lease), so a late write may have gone out
+            records = self._check(records)
         todos, finish, vanished = self._plan(paths, records)
         for todo in todos:
             self._chunks(todo)
         self._flush()
         for record in finish:  # committed and unchanged, but an earlier run was cut short before its cleanup
             self._delete_stale(record)
-            report.resumed.append(record.source)
+            (report.repaired if record.source in self._swept else report.resumed).append(record.source)
         for record in vanished:  # after the writes: a renamed file reuses the vectors of its old name
             self._remove(record)
+        for source, record in self._broken.items():
+            if source not in report.repaired and source not in report.removed:
+                self._fail(
+                    str(Path(record.root) / source),
+                    "chunks of its committed version are missing from the store (a stalled writer's late deletion"
+                    " or a compact's late switch); it is hidden until its file is ingested again",
+                )
         report.seconds = time.perf_counter() - began
         return report
+
+    # -- checking -----------------------------------------------------------------------------------------
+
+    def _check(self, records: dict[str, DocumentRecord]) -> dict[str, DocumentRecord]:
+        """Check the store against `records` (see `integrity`) and act on what is wrong, before any other write:
+        a committed document missing chunks is hidden (its record names its version as pending, so this run
+        rewrites only the chunks that are missing), a clean record whose source has chunks of other versions is
+        marked stale (they are deleted), and chunks whose source has no record are deleted. Records lacking
+        their digest get it. Returns the records as they now are.
+
+        Only a server store needs it: an embedded store's file lock cannot be lost while its holder runs, so no
+        write outlives it there (and the check's first read would load the whole vector index into this
+        process)."""
+        found = audit(self.store, records, lambda done, total: self.progress("check", done, total))
+        if found.orphans:
+            self._keep(found.orphans)
+            self._delete(found.orphans)
+            self.report.chunks_deleted += len(found.orphans)
+        changed: dict[str, DocumentRecord] = {}
+        for source, value in found.digests.items():
+            changed[source] = replace(records[source], digest=value)
+        for source in found.stale:
+            changed[source] = replace(changed.get(source, records[source]), stale=True)
+            self._swept.add(source)
+        for source in found.broken:
+            record = records[source]
+            changed[source] = replace(record, doc_hash="", pending=record.doc_hash, stale=True, digest="")
+            self._broken[source] = record
+        if changed:
+            self._put(list(changed.values()))
+        return {**records, **changed}
 
     # -- planning -----------------------------------------------------------------------------------------
 
@@ -324,8 +373,22 @@ class _Ingest:
         self._flush()
         try:
             self._write_large(todo, _Parsed(itertools.chain(head, stream)))
-        except _ParseFailure as failure:  # its record stays pending: the committed version (if any) stays visible
+        except _ParseFailure as failure:
+            self._abandon(todo)
             self._fail(str(todo.file), failure.reason)
+
+    def _abandon(self, todo: _Todo) -> None:
+        """Undo the write of a large document whose chunking failed part way: delete the chunks of the new
+        version, then put its record back as it was (drop it when no version was committed), so the store holds
+        for it what it held before. Its committed version stayed visible throughout."""
+        self._dating.pop(todo.source, None)
+        self._delete([chunk_id for chunk_id, doc_hash in self.store.versions(todo.source) if doc_hash == todo.doc_hash])
+        old = todo.record
+        if old is None or (not old.committed and old.pending in ("", todo.doc_hash)):
+            self._fence()
+            self.store.drop_record(todo.source)
+        else:
+            self._put([replace(old, pending="" if old.pending == todo.doc_hash else old.pending)])
 
     # -- writing ------------------------------------------------------------------------------------------
 
@@ -355,7 +418,7 @@ class _Ingest:
                 total.add(mixed)
             title = chunks[0].title if chunks else ""
             tokens = sum(chunk.tokens for chunk in chunks)
-            self._commit(todo, title, len(chunks), tokens, written=len(indices), total=total)
+            self._commit(todo, title, len(chunks), tokens, len(indices), digest(chunk.id for chunk in chunks), total)
 
     def _write_large(self, todo: _Todo, stream: Iterable[Chunk]) -> None:
         """One document of many chunks, streamed: chunked, embedded and written a slice at a time (see
@@ -365,13 +428,14 @@ class _Ingest:
         total = VectorSum()
         total.add(self.store.vectors_of(sorted(present)))
         written = count = tokens = 0
-        title = ""
+        title = ids = ""
         reach, weight, block_weight = self.neighbours.window, self.neighbours.weight, self.neighbours.block_weight
         for piece in slices(stream, self.group_chunks, reach, weight, block_weight):
             chunks = piece.chunks
             title = title or chunks[0].title
             count += len(piece.wanted)
             tokens += sum(chunks[i].tokens for i in piece.wanted)
+            ids = digest((chunks[i].id for i in piece.wanted), ids)
             indices = [i for i in piece.wanted if chunks[i].id not in present]
             if indices:
                 (mixed,) = self._vectors([chunks], [indices], piece.starts if block_weight else None)
@@ -379,13 +443,12 @@ class _Ingest:
                 total.add(mixed)
                 written += len(indices)
             self.progress("write", count, 0)
-        self._commit(todo, title, count, tokens, written, total)
+        self._commit(todo, title, count, tokens, written, ids, total)
 
     def _put(self, records: list[DocumentRecord]) -> None:
         """A manifest write, made only while the writer lock is still ours, stamped with its token and count
         (a write a stalled writer makes after its lock was broken is then refused: see `manifest.revoke`)."""
-        self.fence()
-        crashpoints.step("fenced")
+        self._fence()
         if self.writer:
             self._writes += 1
             records = [replace(record, writer=self.writer, seq=self._writes) for record in records]
@@ -403,28 +466,38 @@ class _Ingest:
         if todo.record is None or todo.record.pending != todo.doc_hash:
             return set()
         ids = {chunk_id for chunk_id, doc_hash in self.store.versions(todo.source) if doc_hash == todo.doc_hash}
-        if ids:
+        if ids and todo.source not in self._broken:
             self.report.resumed.append(todo.source)
         return ids
 
-    def _commit(self, todo: _Todo, title: str, count: int, tokens: int, written: int, total: VectorSum) -> None:
-        """Name the new version in the manifest (searches show it from now on), with the sum of its chunk vectors
-        (see `centring`), then delete the others."""
+    def _fence(self) -> None:
+        """Stop unless the writer lock is still ours (see `server_lock.ServerLock.check`)."""
+        self.fence()
+        crashpoints.step("fenced")
+
+    def _commit(
+        self, todo: _Todo, title: str, count: int, tokens: int, written: int, ids: str, total: VectorSum
+    ) -> None:
+        """Name the new version in the manifest (searches show it from now on), then delete the others. `ids` is
+        the digest of its chunk ids (see `integrity`), `total` the sum of its chunk vectors (see `centring`)."""
         old = todo.record
         dated = self._dating.pop(todo.source, None)
         record = DocumentRecord(
             todo.source, str(todo.root), title, doc_hash=todo.doc_hash, stale=old is not None,
             chunks=count, tokens=tokens,
             effective=dated.effective if dated else "", expires=dated.expires if dated else "",
-            superseded_by=dated.superseded_by if dated else "", meta=RECORD_META, vector_sum=total.text(),
+            superseded_by=dated.superseded_by if dated else "", meta=RECORD_META, digest=ids,
+            vector_sum=total.text(),
         )  # fmt: skip
         self._put([record])
         self.report.chunks_written += written
         new = old is None or not old.committed
-        (self.report.added if new else self.report.updated).append(todo.source)
+        kind = "repaired" if todo.source in self._broken else "added" if new else "updated"
+        listed = self.report.repaired if kind == "repaired" else self.report.added if new else self.report.updated
+        listed.append(todo.source)
         if old is not None:
             self._delete_stale(record)
-        self.event("added" if new else "updated", todo.source)
+        self.event(kind, todo.source)
 
     def _delete_stale(self, record: DocumentRecord) -> None:
         stale = [chunk_id for chunk_id, doc_hash in self.store.versions(record.source) if doc_hash != record.doc_hash]
@@ -439,12 +512,13 @@ class _Ingest:
         ids = [chunk_id for chunk_id, _ in self.store.versions(record.source)]
         self._keep(ids)
         self._delete(ids)
-        self.fence()
+        self._fence()
         self.store.drop_record(record.source)
         self.report.chunks_deleted += len(ids)
-        if not record.committed:  # a removal, or a first write, that an earlier run did not finish
+        committed = record.committed or record.source in self._broken  # (the check hid a broken one)
+        if not committed:  # a removal, or a first write, that an earlier run did not finish
             self.report.resumed.append(record.source)
-        if record.committed or not record.pending:
+        if committed or not record.pending:
             self.report.removed.append(record.source)
             self.event("removed", record.source)
 
@@ -455,7 +529,7 @@ class _Ingest:
 
     def _delete(self, ids: list[str]) -> None:
         for start in range(0, len(ids), self.group_chunks):
-            self.fence()  # a stalled writer must not delete the chunks of a version its successor committed
+            self._fence()  # a stalled writer must not delete the chunks of a version its successor committed
             self.store.delete(ids[start : start + self.group_chunks])
             self.progress("delete", min(start + self.group_chunks, len(ids)), len(ids))
 

@@ -48,6 +48,7 @@ class DocumentRecord:
     writer: str = ""  # the token of the server writer lock it was written under ("" on an embedded store)
     seq: int = 0  # that writer's count of manifest writes when it wrote this one
     vector_sum: str = ""  # the sum of its committed chunks' vectors (`centring.encode`); "" in older records
+    digest: str = ""  # of the committed version's chunk ids (see `integrity`); "" in records written before it
 
     @property
     def committed(self) -> bool:

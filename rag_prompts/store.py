@@ -139,21 +139,29 @@ def open_store(
                     f"collection {collection!r} at {location} points at {active!r}, which is missing;"
                     " ingest into a new `collection`"
                 ) from None
-            handle = client.create_collection(
-                collection,
-                configuration={"hnsw": {"space": "cosine"}},
-                metadata={
-                    "embedding_model": embedding_model,
-                    "schema": SCHEMA_VERSION,
-                    **({"dimension": dimension} if dimension is not None else {}),
-                },  # fmt: skip
-                embedding_function=None,
-            )
+            handle = _create(client, collection, {
+                "embedding_model": embedding_model, "schema": SCHEMA_VERSION,
+                **({"dimension": dimension} if dimension is not None else {}),
+            })  # fmt: skip
         store = ChunkStore(handle, location, collection, cached_chunks, client=client, manifest=manifest)
         store.check(embedding_model, dimension)
         if not manifest.exists():
             store.adopt()
         return store
+
+
+def _create(client: Any, collection: str, metadata: dict[str, Any]) -> Any:
+    """Create the cosine collection `collection`, or get it when another process created it meanwhile (two
+    first ingests of a server store at once: the server lets only one create succeed)."""
+    try:
+        return client.create_collection(
+            collection, configuration={"hnsw": {"space": "cosine"}}, metadata=metadata, embedding_function=None
+        )
+    except Exception as error:
+        try:
+            return client.get_collection(collection, embedding_function=None)
+        except Exception:
+            raise error from None
 
 
 def server_lock(location: str, collection: str, lease: float) -> ServerLock:
@@ -207,14 +215,21 @@ def compact_collection(location: str, collection: str, fence: Callable[[], None]
     to it, and only then is the old one dropped. A crash at any step leaves the old or the new collection
     complete and in use; copies left behind by a crash are dropped by the next compaction.
     `fence` raises when the writer lock is lost; it is called before each page copied, before the switch and
-    before the old collection is dropped. Returns the number of chunks."""
+    before the old collection is dropped. A compact that stalls past its lease right after the check before its
+    switch still switches, to a copy lacking what a writer that broke its lock committed meanwhile; the next
+    ingest's check (see `integrity`) rewrites what the copy lacks. Returns the number of chunks."""
     client = _client(location)
+
+    def fenced() -> None:
+        fence()
+        crashpoints.step("fenced")
+
     with _guard(f"compacting collection {collection!r}", location):
         manifest = _manifest(client, collection)
         active = manifest.generation().collection
         old = client.get_collection(active, embedding_function=None)
         legacy_staging = f"{collection[:500]}-compacting"  # what versions before the manifest left behind
-        fence()
+        fenced()
         for name in _collection_names(client):  # what a compact stopped before its drop left behind, too
             if name != active and (name in (collection, legacy_staging) or _version_of(name, collection)):
                 client.delete_collection(name)
@@ -224,7 +239,7 @@ def compact_collection(location: str, collection: str, fence: Callable[[], None]
         )
         offset = 0
         while True:
-            fence()
+            fenced()
             page = old.get(include=["metadatas", "documents", "embeddings"], limit=_PAGE, offset=offset)
             if not page["ids"]:
                 break
@@ -239,10 +254,10 @@ def compact_collection(location: str, collection: str, fence: Callable[[], None]
             raise StoreError(
                 f"compacting {collection!r} at {location}: the copy is incomplete; the collection is unchanged"
             )
-        fence()
+        fenced()
         manifest.switch(staging)
         crashpoints.step("switch")
-        fence()
+        fenced()
         client.delete_collection(active)
         return int(new.count())
 
@@ -616,6 +631,23 @@ class ChunkStore:
             if len(ids) < _PAGE:
                 return
             offset += _PAGE
+
+    def ids(self) -> Iterator[str]:
+        """Every chunk id in the collection, whatever its version (ids only: no fields are read)."""
+        offset = 0
+        while True:
+            with _guard(f"reading collection {self.name!r}", self.location):
+                page = self._collection.get(include=[], limit=_PAGE, offset=offset)
+            yield from page["ids"]
+            if len(page["ids"]) < _PAGE:
+                return
+            offset += _PAGE
+
+    def chunk_versions(self) -> Iterator[tuple[str, str, str]]:
+        """(id, source, document hash) of every stored chunk, whatever its version (reads every chunk's fields)."""
+        for chunk_id, raw in self._all_metadata():
+            metadata = _fields(raw)
+            yield chunk_id, str(metadata["source"]), str(metadata.get("doc_hash", ""))
 
     def documents(self) -> dict[str, StoredDocument]:
         """Every visible stored source with its chunk ids and document hash (reads every chunk's fields)."""

@@ -104,6 +104,7 @@ def child(corpus: str, store: str, backend: str, precision: str, embedder_kind: 
             {
                 "corpus": corpus,
                 "store": "server" if store.startswith("http") else "embedded",
+                "collection": collection,
                 "embedder": embedder.name,
                 "chunks": report.chunks_embedded,
                 "files": len(report.added),
@@ -235,6 +236,38 @@ def measure_commands(store: Path, workdir: Path) -> dict[str, dict[str, Any]]:
         code = fields[2] if fields else str(done.returncode)  # the command's own exit code
         figures[name] = {"seconds": round(seconds, 2), "exit": code, "model_loaded": loaded}
     return figures
+
+
+CHECK = """
+import json, sys, time
+from dataclasses import replace
+from rag_prompts.integrity import audit
+from rag_prompts.store import open_store
+store = open_store(sys.argv[1], sys.argv[2], sys.argv[3], None)
+records = store.records()
+began = time.perf_counter()
+quick = audit(store, records)
+quick_seconds = time.perf_counter() - began
+began = time.perf_counter()
+exact = audit(store, {source: replace(record, digest="") for source, record in records.items()})
+exact_seconds = time.perf_counter() - began
+print(json.dumps({"chunks": store.count(), "quick_seconds": round(quick_seconds, 3), "quick": not quick.exact,
+                  "exact_seconds": round(exact_seconds, 3), "whole": quick.whole and exact.whole}))
+"""
+
+
+def measure_check(store: str, collection: str, embedding_model: str) -> dict[str, Any]:
+    """Seconds of the store check every ingest of a server store starts with (`integrity.audit`), in a fresh
+    process: the quick form (count and ids' digest) and the exact one (every chunk's fields read), the latter
+    forced by reading the records as if they held no digest. On an embedded store (where ingest skips it) the
+    first read also loads the collection's vector index into the process."""
+    environ = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-c", CHECK, store, collection, embedding_model]
+    done = subprocess.run(command, capture_output=True, text=True, env=environ)
+    if done.returncode != 0:
+        raise SystemExit(f"store check of {store} failed:\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
 
 def main(argv: Sequence[str]) -> int:

@@ -519,8 +519,12 @@ def bench_ingest_figures(args: argparse.Namespace, workdir: Path) -> dict[str, A
             f"    {row['corpus']}: {row['files']} files, {row['chunks']} texts embedded by {row['embedder']} into"
             f" a {row['store']} store in {row['seconds']} s; before the ingest {row['model_rss_mb']} MB, peak"
             f" {row['peak_rss_mb']} MB, above the model {row['above_model_mb']} MB"
-            + (f"; {row['stored_chunks']} chunks stored, Chroma's vector index files {row['vector_index_mb']} MB"
-               " (held in this process's memory)" if row.get("vector_index_mb") else "")
+            + (
+                f"; {row['stored_chunks']} chunks stored, Chroma's vector index files {row['vector_index_mb']} MB"
+                " (held in this process's memory)"
+                if row.get("vector_index_mb")
+                else ""
+            )
         )
     rates: dict[str, Any] = {}
     if not args.no_throughput:
@@ -538,7 +542,22 @@ def bench_ingest_figures(args: argparse.Namespace, workdir: Path) -> dict[str, A
         commands = bench_ingest.measure_commands(workdir / "memory-0", workdir)
     for name, row in commands.items():
         say(f"    {name}: {row['seconds']} s, exit {row['exit']}, model loaded: {row['model_loaded']}")
-    return {"memory": memory, "throughput": rates, "commands": commands, "load_average": round(os.getloadavg()[0], 2)}
+    checks: list[dict[str, Any]] = []
+    if memory:
+        say(f"[ingest] the store check each ingest of a server store starts with, on each store ({load_average()})")
+    for index, row in enumerate(memory):
+        location = args.memory_store or str(workdir / f"memory-{index}")
+        figures = bench_ingest.measure_check(location, row.get("collection", "bench-memory"), row["embedder"])
+        checks.append({"corpus": row["corpus"], "store": row["store"], **figures})
+        check = checks[-1]
+        say(
+            f"    {row['corpus']}: {check['chunks']} chunks; quick form {check['quick_seconds']} s (taken:"
+            f" {check['quick']}), exact form {check['exact_seconds']} s; store whole: {check['whole']}"
+        )
+    return {
+        "memory": memory, "throughput": rates, "commands": commands, "checks": checks,
+        "load_average": round(os.getloadavg()[0], 2),
+    }  # fmt: skip
 
 
 def _ratios(row: dict[str, Any]) -> str:
@@ -563,6 +582,13 @@ def ingest_rows(figures: dict[str, Any]) -> list[Row]:
             row["seconds"] < 2 and not row["model_loaded"],
         )
         for name, row in figures["commands"].items()
+    ]
+    rows += [
+        Row(
+            f"store check seconds (quick; exact): {Path(row['corpus']).name}, {row['chunks']} chunks, {row['store']}",
+            f"{row['quick_seconds']:.2f}; {row['exact_seconds']:.2f}",
+        )
+        for row in figures.get("checks", [])
     ]
     rates = figures["throughput"]
     if not rates:

@@ -116,3 +116,13 @@ def test_invalid_config_is_reported_without_traceback(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert result.stderr == f"rag-prompts: error: {bad}: agents.a.k: Input should be greater than or equal to 1\n"
+
+
+@pytest.mark.parametrize("command", [["compose", "How long are claim files kept?"], ["search", "claim files"]])
+def test_compose_and_search_on_a_store_with_no_documents_exit_non_zero_saying_so(
+    command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = write(tmp_path / "rag_prompts.toml", f'store = "{tmp_path / "store"}"\n')
+    code, out, err = run([*command, "--config", str(empty)], capsys)
+    assert (code, out) == (2, "")
+    assert err == "rag-prompts: error: the store has no documents: run `rag-prompts ingest` first\n"

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from rag_prompts import Pipeline, SentenceTransformerEmbedder, TokenCounter
 from rag_prompts.chunking import chunk_document
@@ -292,3 +293,64 @@ def test_a_streamed_large_document_is_stored_as_its_whole_chunk_list_would_be(
     assert streamed.store.records() == whole.store.records()
     stored = {chunk.id: chunk for chunk in streamed.store.chunks([chunk.id for chunk in reference])}
     assert all(stored[chunk.id].nearby == chunk.nearby for chunk in reference)
+
+
+def held(pipeline: Pipeline, source: str) -> dict[str, Any]:
+    """What the store holds for `source`: each chunk's text, fields and vector by id, and its record (or None)."""
+    got = pipeline.store._collection.get(where={"source": source}, include=["documents", "metadatas", "embeddings"])
+    chunks = {i: (t, m, np.asarray(v).tolist()) for i, t, m, v in zip(got["ids"], got["documents"], got["metadatas"],
+                                                                       got["embeddings"], strict=True)}  # fmt: skip
+    return {"chunks": chunks, "record": pipeline.store.records().get(source)}
+
+
+def test_a_streamed_document_whose_chunking_fails_part_way_leaves_the_store_as_it_was(
+    tmp_path: Path, embedder: SentenceTransformerEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two large documents (streamed in slices of 8) whose chunking fails after some of their slices were
+    written: an edited one, whose old version stays served whole, and a new one. The store then holds for each
+    exactly what it held before (the same chunks, vectors and record; nothing for the new one), the other
+    edited file is ingested, and each failure names its file. The failure is raised inside the real chunk
+    stream, as a parser choking on a later part of a file would."""
+    from rag_prompts import ingest as ingest_module
+
+    root = tmp_path / "docs"
+    long = "# Long\n\n" + "\n\n".join(
+        f"Clause {n}: desk {n % 5} answers request {n} in {n % 9 + 1} days." for n in range(60)
+    )
+    write(root / "long.md", long + "\n")
+    write(root / "small.md", CLAIMS)
+    pipeline = make_pipeline(tmp_path, embedder, ingest_group_chunks=8, chunk_tokens=16)
+    assert pipeline.ingest([root]).ok
+    before = held(pipeline, "long.md")
+    assert len(before["chunks"]) > 4 * 8 and before["record"].clean
+    write(root / "long.md", long.replace("days", "working days") + "\n")
+    write(root / "new.md", long.replace("Clause", "Article") + "\n")
+    write(root / "small.md", CLAIMS.replace("3 days", "4 days"))
+    real = ingest_module.iter_chunks
+
+    def fails_part_way(document: Any, *args: Any, **kwargs: Any) -> Any:
+        for n, chunk in enumerate(real(document, *args, **kwargs)):
+            if n == 30 and document.source in ("long.md", "new.md"):
+                raise ValueError(f"unexpected end of table in {document.source}")
+            yield chunk
+
+    monkeypatch.setattr(ingest_module, "iter_chunks", fails_part_way)
+    written: list[int] = []
+    report = pipeline.ingest(
+        [root], progress=lambda stage, done, total: written.append(done) if stage == "write" else 0
+    )
+    assert written and written[-1] >= 8  # slices were written before each failure
+    assert sorted((failure.path, failure.reason) for failure in report.failed) == [
+        (str(root / name), f"cannot parse: ValueError: unexpected end of table in {name}")
+        for name in ("long.md", "new.md")
+    ]
+    assert report.updated == ["small.md"] and report.added == []
+    assert held(pipeline, "long.md") == before
+    assert held(pipeline, "new.md") == {"chunks": {}, "record": None}
+    hits = pipeline.search("desk answers request", k=40)
+    assert {hit.chunk.source for hit in hits} <= {"long.md", "small.md"}
+    assert not any("working days" in hit.chunk.text for hit in hits)
+    assert "4 days" in pipeline.search("acknowledge", k=1, sources=["small.md"])[0].chunk.text
+    monkeypatch.undo()
+    fixed = pipeline.ingest([root])
+    assert fixed.ok and fixed.updated == ["long.md"] and fixed.added == ["new.md"] and fixed.resumed == []

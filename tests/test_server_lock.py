@@ -11,16 +11,19 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from rag_prompts.errors import StoreBusyError
 from rag_prompts.locking import writer_lock
 from rag_prompts.server_lock import lock_name
-from rag_prompts.store import server_lock
+from rag_prompts.store import compact_collection, server_lock
 
-from .conftest import ROOT, write
+from .conftest import ROOT, assert_same_records, write
 
 pytestmark = pytest.mark.server
 
@@ -161,8 +164,8 @@ import sys
 from rag_prompts import load_settings, SentenceTransformerEmbedder, token_counter
 from rag_prompts.ingest import ingest
 from rag_prompts.store import open_store
-settings = load_settings(None, environ={}, store=sys.argv[1], collection="stalled")
-store = open_store(sys.argv[1], "stalled", settings.embedding_model, None)
+settings = load_settings(None, environ={}, store=sys.argv[1], collection=sys.argv[3])
+store = open_store(sys.argv[1], sys.argv[3], settings.embedding_model, None)
 ingest([sys.argv[2]], store=store, embedder=lambda: SentenceTransformerEmbedder(), counter=token_counter("gpt-4"),
        chunk_tokens=settings.chunk_tokens, lease=1.5)
 """
@@ -188,7 +191,7 @@ def test_a_writer_that_stalls_past_its_lease_cannot_commit_over_its_successor(ch
     assert pipeline.ingest([docs]).ok
     write(docs / "a.md", "# Alpha\n\nAlpha rule two: forms are filed within 5 days.\n")  # what the writer commits
     environ = {**os.environ, "PYTHONPATH": str(ROOT), "RAG_PROMPTS_CRASH_AFTER": "fenced:2:stop"}
-    stalled = subprocess.Popen([sys.executable, "-c", STALLED, chroma_url, str(docs)], env=environ,
+    stalled = subprocess.Popen([sys.executable, "-c", STALLED, chroma_url, str(docs), "stalled"], env=environ,
                                stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
         deadline = time.monotonic() + 300
@@ -224,3 +227,152 @@ def test_a_holder_whose_renewals_stop_refuses_to_write_once_its_lease_runs_out(c
         time.sleep(1.5)
         with pytest.raises(StoreBusyError, match="ran out of lease"):
             lease.check()
+
+
+STALLED_COMPACT = """
+import sys
+from rag_prompts.locking import writer_lock
+from rag_prompts.store import compact_collection
+with writer_lock(sys.argv[1], collection=sys.argv[2], lease=1.5) as lease:
+    compact_collection(sys.argv[1], sys.argv[2], fence=lease.check)
+"""
+
+
+def stall(script: str, stop: str, *args: str) -> subprocess.Popen[str]:
+    """A writer subprocess stopped (SIGSTOP) just after its `stop`th lock check ("fenced:N")."""
+    environ = {**os.environ, "PYTHONPATH": str(ROOT), "RAG_PROMPTS_CRASH_AFTER": f"{stop}:stop"}
+    process = subprocess.Popen([sys.executable, "-c", script, *args], env=environ, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not stopped(process.pid):
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr and process.stderr.read()
+        time.sleep(0.2)
+    return process
+
+
+def contents(url: str, collection: str) -> dict[str, Any]:
+    """The active collection's chunks (text, fields, vector) by id, and the records less their writer stamps."""
+    from rag_prompts import load_settings
+    from rag_prompts.store import open_store
+
+    store = open_store(url, collection, load_settings(None, environ={}).embedding_model, None)
+    page = store._collection.get(include=["documents", "metadatas", "embeddings"])
+    return {
+        "chunks": {chunk_id: (text, metadata, np.asarray(vector)) for chunk_id, text, metadata, vector in
+                   zip(page["ids"], page["documents"], page["metadatas"], page["embeddings"], strict=True)},
+        "records": {source: replace(record, writer="", seq=0) for source, record in store.records().items()},
+    }  # fmt: skip
+
+
+def assert_like_a_clean_ingest(url: str, collection: str, docs: Path, embedder: Any) -> None:
+    from rag_prompts import Pipeline, load_settings
+
+    clean = Pipeline(load_settings(None, environ={}, store=url, collection=f"{collection}-clean"), embedder=embedder)
+    assert clean.ingest([docs]).ok
+    got, want = contents(url, collection), contents(url, f"{collection}-clean")
+    assert sorted(got["chunks"]) == sorted(want["chunks"])
+    for chunk_id, (text, metadata, vector) in want["chunks"].items():
+        assert got["chunks"][chunk_id][:2] == (text, metadata)
+        assert np.allclose(got["chunks"][chunk_id][2], vector, atol=1e-6, rtol=0)
+    assert_same_records(got["records"], want["records"])
+
+
+ALPHA = "# Alpha\n\nAlpha rule {}: forms are filed within {} days.\n"
+
+
+def test_a_stalled_writers_late_deletion_batch_is_repaired_by_the_next_ingest(chroma_url: str, tmp_path: Path) -> None:
+    """A writer stalls (SIGSTOP) just after its lock check and before deleting the old version of a.md. Meanwhile
+    a.md is edited back, and a successor breaks the lock and commits that old version again, reusing its chunks.
+    The stalled writer's one late deletion batch then removes chunks of the committed version (Chroma cannot
+    refuse it). The next ingest finds a.md missing chunks, rewrites them and says so, and the store ends as a clean
+    ingest of the files."""
+    from rag_prompts import Pipeline, SentenceTransformerEmbedder, load_settings
+
+    docs = tmp_path / "docs"
+    write(docs / "b.md", "# Beta\n\nBadges are returned on the last day.\n")
+    write(docs / "a.md", ALPHA.format("one", 3))
+    pipeline = Pipeline(load_settings(None, environ={}, store=chroma_url, collection="late-delete"),
+                        embedder=SentenceTransformerEmbedder())  # fmt: skip
+    assert pipeline.ingest([docs]).ok
+    write(docs / "a.md", ALPHA.format("two", 5))
+    # fenced 1: a.md pending, 2: a.md committed at version two, 3: about to delete version one's chunks
+    stalled = stall(STALLED, "fenced:3", chroma_url, str(docs), "late-delete")
+    try:
+        write(docs / "a.md", ALPHA.format("one", 3))  # edited back
+        time.sleep(2.0)  # the stalled writer's lease runs out
+        successor = pipeline.ingest([docs])  # breaks the lock; commits version one again, its chunks reused
+        assert successor.updated == ["a.md"] and successor.chunks_embedded == 0
+    finally:
+        stalled.send_signal(signal.SIGCONT)
+    _, err = stalled.communicate(timeout=120)
+    assert stalled.returncode != 0 and "taken over" in err  # its deletion went out; its next check stopped it
+    committed = pipeline.store.records()["a.md"]
+    assert committed.committed and pipeline.store.versions("a.md") == []  # the late batch deleted version one
+
+    rerun = pipeline.ingest([docs])
+    assert rerun.ok and rerun.repaired == ["a.md"] and rerun.unchanged == ["b.md"]
+    assert (rerun.added, rerun.updated, rerun.removed) == ([], [], [])
+    assert "one" in pipeline.search("Alpha rule", k=1, sources=["a.md"])[0].chunk.text
+    assert_like_a_clean_ingest(chroma_url, "late-delete", docs, pipeline.embedder)
+    again = pipeline.ingest([docs])
+    assert again.repaired == [] and again.chunks_written == again.chunks_deleted == 0
+
+
+def test_a_stalled_compacts_late_switch_is_repaired_by_the_next_ingest(chroma_url: str, tmp_path: Path) -> None:
+    """A compact stalls (SIGSTOP) just after its last check before its switch. A successor breaks its lock and
+    commits a new version of a.md into the collection in use. The compact's late switch then points readers at
+    its copy, made before that commit: a.md's record names a version the copy lacks. The next ingest rewrites a.md
+    into the copy and deletes the copy's stale chunks, and the next compact drops the collection left behind."""
+    from rag_prompts import Pipeline, SentenceTransformerEmbedder, load_settings
+
+    docs = tmp_path / "docs"
+    write(docs / "b.md", "# Beta\n\nBadges are returned on the last day.\n")
+    write(docs / "a.md", ALPHA.format("one", 3))
+    pipeline = Pipeline(load_settings(None, environ={}, store=chroma_url, collection="late-switch"),
+                        embedder=SentenceTransformerEmbedder())  # fmt: skip
+    assert pipeline.ingest([docs]).ok
+    # fenced 1: before clearing old copies, 2: the one page, 3: the empty page that ends the copy, 4: the switch
+    stalled = stall(STALLED_COMPACT, "fenced:4", chroma_url, "late-switch")
+    try:
+        write(docs / "a.md", ALPHA.format("two", 5))
+        time.sleep(2.0)
+        successor = pipeline.ingest([docs])
+        assert successor.updated == ["a.md"]
+    finally:
+        stalled.send_signal(signal.SIGCONT)
+    _, err = stalled.communicate(timeout=120)
+    assert stalled.returncode != 0 and "taken over" in err  # it switched, then its check before the drop stopped it
+    reader = Pipeline(load_settings(None, environ={}, store=chroma_url, collection="late-switch"),
+                      embedder=pipeline.embedder)  # fmt: skip
+    record = reader.store.records()["a.md"]
+    assert reader.store._collection.name == "late-switch.v1"  # the late switch went out
+    assert record.committed and record.doc_hash not in {doc_hash for _, doc_hash in reader.store.versions("a.md")}
+
+    rerun = reader.ingest([docs])
+    assert rerun.ok and rerun.repaired == ["a.md"] and rerun.unchanged == ["b.md"]
+    assert "two" in reader.search("Alpha rule", k=1, sources=["a.md"])[0].chunk.text
+    assert_like_a_clean_ingest(chroma_url, "late-switch", docs, reader.embedder)
+    compact_collection(chroma_url, "late-switch")
+    names = {collection.name for collection in chroma(chroma_url).list_collections()}
+    assert {"late-switch", "late-switch.v1"}.isdisjoint(names) and "late-switch.v2" in names
+
+
+def test_first_opens_of_a_new_server_collection_at_once_all_succeed(chroma_url: str) -> None:
+    """Two first ingests started together both create the collection; the server lets one create succeed, and the
+    other process then opens the collection it made (they serialize on the writer lock after that)."""
+    from rag_prompts.store import open_store
+
+    def open_it(name: str, start: threading.Barrier, outcomes: list[str]) -> None:
+        start.wait()
+        try:
+            outcomes.append(open_store(chroma_url, name, "all-MiniLM-L6-v2", 384).name)
+        except Exception as error:  # noqa: BLE001 - the outcome is what is checked
+            outcomes.append(f"{type(error).__name__}: {error}")
+
+    for round_ in range(4):
+        name, start, outcomes = f"opened-at-once-{round_}", threading.Barrier(8), []
+        threads = [threading.Thread(target=open_it, args=(name, start, outcomes)) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert outcomes == [name] * 8
