@@ -5,7 +5,7 @@ document hash); the stale versions are deleted after that. Readers hide every ch
 record naming another version, so a search sees whole documents only, and a crash at any step leaves a
 state the next ingest finishes. Every change to the manifest also changes the generation record, which
 readers check cheaply before each search; it also names the collection that holds the chunks (compaction
-writes a fresh one and switches to it in one write).
+writes a fresh one and switches to it in one write), and the one the last switch replaced.
 
 The manifest is a small Chroma collection of its own (so it works the same on every kind of store); this
 module works on its handle and never imports chromadb.
@@ -72,6 +72,7 @@ class Generation:
     token: str
     collection: str
     pid: str = ""  # the process that wrote it
+    previous: str = ""  # the collection the last switch replaced (see `switch`)
 
 
 class Manifest:
@@ -88,6 +89,7 @@ class Manifest:
             str(metadata.get("token", "")),
             str(metadata.get("collection", "") or self._default_collection),
             str(metadata.get("pid", "")),
+            str(metadata.get("previous", "")),
         )
 
     def exists(self) -> bool:
@@ -146,13 +148,20 @@ class Manifest:
         self._handle.delete(ids=[record_id(source)])
         self.put([])
 
-    def switch(self, collection: str) -> None:
-        """Point readers at another chunk collection (the compacted copy)."""
-        self.put([], collection)
+    def switch(self, collection: str, previous: str) -> None:
+        """Point readers at another chunk collection (the compacted copy of `previous`, the one in use). The
+        generation keeps `previous`: a compact that stalled past its lease before this write can still make it
+        after other compactions dropped its copy, and readers then keep to `previous` (see `store`)."""
+        self._handle.upsert(
+            ids=[GENERATION_ID], embeddings=[_PLACEHOLDER],
+            metadatas=[{**self._generation_metadata(collection), "previous": previous}],
+        )  # fmt: skip
 
     def _generation_metadata(self, collection: str | None) -> dict[str, Any]:
+        current = self.generation()
         return {
             "token": uuid.uuid4().hex,
-            "collection": collection or self.generation().collection,
+            "collection": collection or current.collection,
             "pid": str(os.getpid()),
+            "previous": current.previous,
         }

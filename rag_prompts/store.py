@@ -27,7 +27,7 @@ from . import crashpoints
 from .centring import decode
 from .defaults import CACHED_CHUNKS
 from .errors import EmptyStoreError, StoreError
-from .manifest import DocumentRecord, Manifest, manifest_name
+from .manifest import DocumentRecord, Generation, Manifest, manifest_name
 from .records import Chunk, Hit
 from .server_lock import ServerLock
 
@@ -109,6 +109,19 @@ def _guard(doing: str, location: str) -> Iterator[None]:
         raise StoreError(f"{doing} at {location} failed: {type(error).__name__}: {detail}") from error
 
 
+def _active(client: Any, generation: Generation) -> Any:
+    """The chunk collection readers use: the one the generation names, or, when that one is missing, the one its
+    last switch replaced (a stalled compact's late switch to a copy since dropped; see `Manifest.switch`)."""
+    from chromadb.errors import NotFoundError
+
+    try:
+        return client.get_collection(generation.collection, embedding_function=None)
+    except NotFoundError:
+        if not generation.previous:
+            raise
+        return client.get_collection(generation.previous, embedding_function=None)
+
+
 def _manifest(client: Any, collection: str) -> Manifest:
     handle = client.get_or_create_collection(
         manifest_name(collection), metadata={"rag_prompts": "manifest"}, embedding_function=None
@@ -130,9 +143,10 @@ def open_store(
     client = _client(location)
     with _guard(f"opening collection {collection!r}", location):
         manifest = _manifest(client, collection)
-        active = manifest.generation().collection
+        generation = manifest.generation()
+        active = generation.collection
         try:
-            handle = client.get_collection(active, embedding_function=None)
+            handle = _active(client, generation)
         except NotFoundError:
             if active != collection:
                 raise StoreError(
@@ -217,7 +231,8 @@ def compact_collection(location: str, collection: str, fence: Callable[[], None]
     `fence` raises when the writer lock is lost; it is called before each page copied, before the switch and
     before the old collection is dropped. A compact that stalls past its lease right after the check before its
     switch still switches, to a copy lacking what a writer that broke its lock committed meanwhile; the next
-    ingest's check (see `integrity`) rewrites what the copy lacks. Returns the number of chunks."""
+    ingest's check (see `integrity`) rewrites what the copy lacks; when other compactions have dropped that copy
+    meanwhile, readers keep to the collection the switch replaced (`_active`). Returns the number of chunks."""
     client = _client(location)
 
     def fenced() -> None:
@@ -226,8 +241,8 @@ def compact_collection(location: str, collection: str, fence: Callable[[], None]
 
     with _guard(f"compacting collection {collection!r}", location):
         manifest = _manifest(client, collection)
-        active = manifest.generation().collection
-        old = client.get_collection(active, embedding_function=None)
+        old = _active(client, manifest.generation())
+        active = old.name
         legacy_staging = f"{collection[:500]}-compacting"  # what versions before the manifest left behind
         fenced()
         for name in _collection_names(client):  # what a compact stopped before its drop left behind, too
@@ -255,7 +270,7 @@ def compact_collection(location: str, collection: str, fence: Callable[[], None]
                 f"compacting {collection!r} at {location}: the copy is incomplete; the collection is unchanged"
             )
         fenced()
-        manifest.switch(staging)
+        manifest.switch(staging, _active(client, manifest.generation()).name)  # what readers use at this moment
         crashpoints.step("switch")
         fenced()
         client.delete_collection(active)
@@ -470,9 +485,9 @@ class ChunkStore:
                 other = self._token is not None and generation.pid not in ("", str(os.getpid()))
                 if other and self._reopen():
                     self._cache.clear()
-                    self._collection = self._client.get_collection(generation.collection, embedding_function=None)
+                    self._collection = _active(self._client, generation)
                 elif generation.collection != getattr(self._collection, "name", generation.collection):
-                    self._collection = self._client.get_collection(generation.collection, embedding_function=None)
+                    self._collection = _active(self._client, generation)
                     self._cache.clear()
                 records = self._manifest.records()
                 self._versions = {source: record.doc_hash for source, record in records.items()}

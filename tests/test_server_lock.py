@@ -376,3 +376,40 @@ def test_first_opens_of_a_new_server_collection_at_once_all_succeed(chroma_url: 
         for thread in threads:
             thread.join()
         assert outcomes == [name] * 8
+
+
+def test_a_stalled_compacts_late_switch_to_a_copy_since_dropped_leaves_readers_the_collection_in_use(
+    chroma_url: str, tmp_path: Path
+) -> None:
+    """While a compact is stalled (SIGSTOP) before its switch, two more compactions run: the first drops the
+    stalled one's copy and makes its own of the same name, the second copies that again and drops it. The stalled
+    compact's late switch then names a collection that no longer exists; readers, the next ingest and the next
+    compact keep to the one it replaced (the generation keeps it), and every document is found whole."""
+    from rag_prompts import Pipeline, SentenceTransformerEmbedder, load_settings
+
+    docs = tmp_path / "docs"
+    write(docs / "b.md", "# Beta\\n\\nBadges are returned on the last day.\\n")
+    write(docs / "a.md", ALPHA.format("one", 3))
+    settings = load_settings(None, environ={}, store=chroma_url, collection="switch-gone")
+    pipeline = Pipeline(settings, embedder=SentenceTransformerEmbedder())
+    assert pipeline.ingest([docs]).ok
+    stalled = stall(STALLED_COMPACT, "fenced:4", chroma_url, "switch-gone")  # before its switch to switch-gone.v1
+    try:
+        time.sleep(2.0)
+        with writer_lock(chroma_url, collection="switch-gone") as lease:  # breaks the stalled compact's lock
+            compact_collection(chroma_url, "switch-gone", fence=lease.check)  # its own .v1
+            compact_collection(chroma_url, "switch-gone", fence=lease.check)  # .v2; .v1 dropped
+    finally:
+        stalled.send_signal(signal.SIGCONT)
+    _, err = stalled.communicate(timeout=120)
+    assert stalled.returncode != 0 and "taken over" in err
+    names = {collection.name for collection in chroma(chroma_url).list_collections()}
+    assert "switch-gone.v1" not in names and "switch-gone.v2" in names
+    reader = Pipeline(settings, embedder=pipeline.embedder)
+    assert reader.store._manifest is not None and reader.store._manifest.generation().collection == "switch-gone.v1"
+    assert reader.store._collection.name == "switch-gone.v2"
+    assert "one" in reader.search("Alpha rule", k=1, sources=["a.md"])[0].chunk.text
+    rerun = reader.ingest([docs])
+    assert rerun.ok and rerun.unchanged == ["a.md", "b.md"] and rerun.repaired == []
+    assert compact_collection(chroma_url, "switch-gone") == reader.stats().chunks
+    assert Pipeline(settings, embedder=pipeline.embedder).store._collection.name == "switch-gone.v3"
