@@ -279,20 +279,26 @@ def assert_like_a_clean_ingest(url: str, collection: str, docs: Path, embedder: 
 ALPHA = "# Alpha\n\nAlpha rule {}: forms are filed within {} days.\n"
 
 
+def alpha_and_beta(url: str, tmp_path: Path, collection: str) -> tuple[Path, Any]:
+    """a.md (version one) and b.md ingested into `collection` of the server at `url`: the folder and the pipeline."""
+    from rag_prompts import Pipeline, SentenceTransformerEmbedder, load_settings
+
+    docs = tmp_path / "docs"
+    write(docs / "b.md", "# Beta\n\nBadges are returned on the last day.\n")
+    write(docs / "a.md", ALPHA.format("one", 3))
+    pipeline = Pipeline(load_settings(None, environ={}, store=url, collection=collection),
+                        embedder=SentenceTransformerEmbedder())  # fmt: skip
+    assert pipeline.ingest([docs]).ok
+    return docs, pipeline
+
+
 def test_a_stalled_writers_late_deletion_batch_is_repaired_by_the_next_ingest(chroma_url: str, tmp_path: Path) -> None:
     """A writer stalls (SIGSTOP) just after its lock check and before deleting the old version of a.md. Meanwhile
     a.md is edited back, and a successor breaks the lock and commits that old version again, reusing its chunks.
     The stalled writer's one late deletion batch then removes chunks of the committed version (Chroma cannot
     refuse it). The next ingest finds a.md missing chunks, rewrites them and says so, and the store ends as a clean
     ingest of the files."""
-    from rag_prompts import Pipeline, SentenceTransformerEmbedder, load_settings
-
-    docs = tmp_path / "docs"
-    write(docs / "b.md", "# Beta\n\nBadges are returned on the last day.\n")
-    write(docs / "a.md", ALPHA.format("one", 3))
-    pipeline = Pipeline(load_settings(None, environ={}, store=chroma_url, collection="late-delete"),
-                        embedder=SentenceTransformerEmbedder())  # fmt: skip
-    assert pipeline.ingest([docs]).ok
+    docs, pipeline = alpha_and_beta(chroma_url, tmp_path, "late-delete")
     write(docs / "a.md", ALPHA.format("two", 5))
     # fenced 1: a.md pending, 2: a.md committed at version two, 3: about to delete version one's chunks
     stalled = stall(STALLED, "fenced:3", chroma_url, str(docs), "late-delete")
@@ -322,14 +328,9 @@ def test_a_stalled_compacts_late_switch_is_repaired_by_the_next_ingest(chroma_ur
     commits a new version of a.md into the collection in use. The compact's late switch then points readers at
     its copy, made before that commit: a.md's record names a version the copy lacks. The next ingest rewrites a.md
     into the copy and deletes the copy's stale chunks, and the next compact drops the collection left behind."""
-    from rag_prompts import Pipeline, SentenceTransformerEmbedder, load_settings
+    from rag_prompts import Pipeline, load_settings
 
-    docs = tmp_path / "docs"
-    write(docs / "b.md", "# Beta\n\nBadges are returned on the last day.\n")
-    write(docs / "a.md", ALPHA.format("one", 3))
-    pipeline = Pipeline(load_settings(None, environ={}, store=chroma_url, collection="late-switch"),
-                        embedder=SentenceTransformerEmbedder())  # fmt: skip
-    assert pipeline.ingest([docs]).ok
+    docs, pipeline = alpha_and_beta(chroma_url, tmp_path, "late-switch")
     # fenced 1: before clearing old copies, 2: the one page, 3: the empty page that ends the copy, 4: the switch
     stalled = stall(STALLED_COMPACT, "fenced:4", chroma_url, "late-switch")
     try:
