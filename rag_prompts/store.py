@@ -587,37 +587,33 @@ class ChunkStore:
             ]
         )
 
+    def _pages(self, doing: str, include: list[str], where: dict[str, Any] | None = None) -> Iterator[Any]:
+        """Every stored chunk matching `where`, a page (a Chroma `get` result) at a time."""
+        offset = 0
+        while True:
+            with _guard(f"{doing} {self.name!r}", self.location):
+                page = self._collection.get(where=where, include=include, limit=_PAGE, offset=offset)
+            yield page
+            if len(page["ids"]) < _PAGE:
+                return
+            offset += _PAGE
+
     def versions(self, source: str) -> list[tuple[str, str]]:
         """(chunk id, document hash) of every stored chunk of `source`, whatever its version."""
-        found: list[tuple[str, str]] = []
-        with _guard(f"reading chunks of {source!r}", self.location):
-            offset = 0
-            while True:
-                page = self._collection.get(where={"source": source}, include=["metadatas"], limit=_PAGE, offset=offset)
-                found.extend(
-                    (chunk_id, str(_fields(metadata).get("doc_hash", "")))
-                    for chunk_id, metadata in zip(page["ids"], page["metadatas"] or [], strict=True)
-                )
-                if len(page["ids"]) < _PAGE:
-                    return found
-                offset += _PAGE
+        return [
+            (chunk_id, str(_fields(metadata).get("doc_hash", "")))
+            for page in self._pages("reading chunks of", ["metadatas"], {"source": source})
+            for chunk_id, metadata in zip(page["ids"], page["metadatas"] or [], strict=True)
+        ]
 
     def version_vectors(self, source: str, doc_hash: str) -> np.ndarray:
-        """The stored vectors of one version of `source`, read in pages."""
+        """The stored vectors of one version of `source`."""
         parts: list[np.ndarray] = []
-        with _guard(f"reading chunks of {source!r}", self.location):
-            offset = 0
-            while True:
-                page = self._collection.get(
-                    where={"source": source}, include=["metadatas", "embeddings"], limit=_PAGE, offset=offset
-                )
-                if page["ids"]:
-                    vectors = np.asarray(page["embeddings"], dtype=np.float32).reshape(len(page["ids"]), -1)
-                    versions = [str(_fields(metadata).get("doc_hash", "")) for metadata in page["metadatas"] or []]
-                    parts.append(vectors[np.asarray(versions) == doc_hash])
-                if len(page["ids"]) < _PAGE:
-                    break
-                offset += _PAGE
+        for page in self._pages("reading chunks of", ["metadatas", "embeddings"], {"source": source}):
+            if page["ids"]:
+                vectors = np.asarray(page["embeddings"], dtype=np.float32).reshape(len(page["ids"]), -1)
+                versions = [str(_fields(metadata).get("doc_hash", "")) for metadata in page["metadatas"] or []]
+                parts.append(vectors[np.asarray(versions) == doc_hash])
         return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
 
     def vectors_of(self, ids: Sequence[str]) -> np.ndarray:
@@ -637,26 +633,13 @@ class ChunkStore:
             return int(self._collection.count())
 
     def _all_metadata(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        offset = 0
-        while True:
-            with _guard(f"reading collection {self.name!r}", self.location):
-                page = self._collection.get(include=["metadatas"], limit=_PAGE, offset=offset)
-            ids = page["ids"]
-            yield from zip(ids, page["metadatas"] or [], strict=True)
-            if len(ids) < _PAGE:
-                return
-            offset += _PAGE
+        for page in self._pages("reading collection", ["metadatas"]):
+            yield from zip(page["ids"], page["metadatas"] or [], strict=True)
 
     def ids(self) -> Iterator[str]:
         """Every chunk id in the collection, whatever its version (ids only: no fields are read)."""
-        offset = 0
-        while True:
-            with _guard(f"reading collection {self.name!r}", self.location):
-                page = self._collection.get(include=[], limit=_PAGE, offset=offset)
+        for page in self._pages("reading collection", []):
             yield from page["ids"]
-            if len(page["ids"]) < _PAGE:
-                return
-            offset += _PAGE
 
     def chunk_versions(self) -> Iterator[tuple[str, str, str]]:
         """(id, source, document hash) of every stored chunk, whatever its version (reads every chunk's fields)."""
@@ -832,12 +815,7 @@ class ChunkStore:
         chunks (many near-identical vectors elsewhere cut them off in its graph); a few documents' chunks are
         cheap to score directly."""
         found: dict[str, _Record] = {}
-        offset = 0
-        while True:
-            with _guard(f"reading chunks of {self.name!r}", self.location):
-                page = self._collection.get(
-                    where=where, include=["metadatas", "documents", "embeddings"], limit=_PAGE, offset=offset
-                )
+        for page in self._pages("reading chunks of", ["metadatas", "documents", "embeddings"], where):
             if page["ids"]:
                 vectors = np.asarray(page["embeddings"], dtype=np.float32).reshape(len(page["ids"]), -1)
                 for chunk_id, text, metadata, stored in zip(
@@ -846,9 +824,6 @@ class ChunkStore:
                     chunk = _chunk(chunk_id, text or "", metadata)
                     if self._visible(chunk) and chunk.source not in exclude:
                         found[chunk_id] = (chunk, stored)
-            if len(page["ids"]) < _PAGE:
-                break
-            offset += _PAGE
         self._cache.put(found)
         hits = _score(list(found.values()), vector)
         return sorted(hits, key=lambda hit: hit.score, reverse=True)[:n]
