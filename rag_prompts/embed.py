@@ -153,17 +153,26 @@ class SentenceTransformerEmbedder:
 
     def embed_query(self, text: str) -> np.ndarray:
         """One query vector; recent queries are cached (agents recompose for the same task every turn)."""
+        return self.embed_queries([text])[0]
+
+    def embed_queries(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Query vectors of `texts` (a task and its focus texts), those not cached embedded in one call."""
+        found: dict[str, np.ndarray] = {}
         with self._query_cache_lock:  # agents may compose from worker threads
-            cached = self._query_cache.get(text)
-            if cached is not None:
-                self._query_cache.move_to_end(text)
-                return cached
-        if self._query_encoder is not None:
-            vector: np.ndarray = self._query_encoder.encode(text)
-        else:
-            vector = self.embed([text])[0]
-        with self._query_cache_lock:
-            self._query_cache[text] = vector
-            if len(self._query_cache) > self._query_cache_size:
-                self._query_cache.popitem(last=False)
-        return vector
+            for text in texts:
+                cached = self._query_cache.get(text)
+                if cached is not None:
+                    self._query_cache.move_to_end(text)
+                    found[text] = cached
+        missing = list(dict.fromkeys(text for text in texts if text not in found))
+        if missing:
+            if self._query_encoder is not None:
+                vectors: np.ndarray = self._query_encoder.encode_batch(missing)
+            else:
+                vectors = self.embed(missing)
+            with self._query_cache_lock:
+                for text, vector in zip(missing, vectors, strict=True):
+                    found[text] = self._query_cache[text] = vector
+                while len(self._query_cache) > self._query_cache_size:
+                    self._query_cache.popitem(last=False)
+        return [found[text] for text in texts]

@@ -28,6 +28,7 @@ from .centring import VectorSum
 from .chunking import iter_chunks, sha256, with_nearby
 from .embed import Embedder
 from .errors import LoadError, RagPromptsError
+from .focus import TermCounts
 from .integrity import audit, digest
 from .loaders import SUPPORTED_SUFFIXES, load_document
 from .locking import writer_lock
@@ -41,7 +42,8 @@ from .tokens import TokenCounter
 
 CHUNKER_VERSION = 6  # 2: ordinals; 3: context-aware vectors; 4: repeats stored once; 5: blocks; 6: short blocks merged
 EMBED_BATCH = 256
-RECORD_META = 2  # what a record holds beyond the version (1: dating, 2: vector sum); an older one is relabelled once
+RECORD_META = 3  # what a record holds beyond the version (1: dating, 2: vector sum, 3: term counts); an older one
+# is relabelled once
 GROUP_CHUNKS = 1024  # chunks embedded and written together: small documents are grouped, large ones sliced
 
 
@@ -324,8 +326,8 @@ class _Ingest:
         return todos, finish, vanished
 
     def _relabel(self, file: Path, root: Path, record: DocumentRecord) -> DocumentRecord:
-        """Give a record written before it held the document's dating and vector sum those (the chunks stay as
-        they are)."""
+        """Give a record written before it held the document's dating, vector sum and term counts those (the chunks
+        stay as they are)."""
         try:
             document = load_document(file, root)
         except LoadError as error:
@@ -334,9 +336,12 @@ class _Ingest:
         total = VectorSum()
         if not record.vector_sum:
             total.add(self.store.version_vectors(record.source, record.doc_hash))
+        counts = TermCounts()
+        if not record.terms:
+            counts.add(self.store.version_chunks(record.source, record.doc_hash))
         relabelled = replace(
             record, effective=document.effective, expires=document.expires, superseded_by=document.superseded_by,
-            meta=RECORD_META, vector_sum=record.vector_sum or total.text(),
+            meta=RECORD_META, vector_sum=record.vector_sum or total.text(), terms=record.terms or counts.text(),
         )  # fmt: skip
         self._put([relabelled])
         return relabelled
@@ -416,9 +421,12 @@ class _Ingest:
             if indices:
                 self.store.add([chunks[i] for i in indices], mixed)
                 total.add(mixed)
+            counts = TermCounts()
+            counts.add(chunks)
             title = chunks[0].title if chunks else ""
             tokens = sum(chunk.tokens for chunk in chunks)
-            self._commit(todo, title, len(chunks), tokens, len(indices), digest(chunk.id for chunk in chunks), total)
+            ids_digest = digest(chunk.id for chunk in chunks)
+            self._commit(todo, title, len(chunks), tokens, len(indices), ids_digest, total, counts)
 
     def _write_large(self, todo: _Todo, stream: Iterable[Chunk]) -> None:
         """One document of many chunks, streamed: chunked, embedded and written a slice at a time (see
@@ -427,6 +435,7 @@ class _Ingest:
         present = self._present(todo)
         total = VectorSum()
         total.add(self.store.vectors_of(sorted(present)))
+        counts = TermCounts()
         written = count = tokens = 0
         title = ids = ""
         reach, weight, block_weight = self.neighbours.window, self.neighbours.weight, self.neighbours.block_weight
@@ -436,6 +445,7 @@ class _Ingest:
             count += len(piece.wanted)
             tokens += sum(chunks[i].tokens for i in piece.wanted)
             ids = digest((chunks[i].id for i in piece.wanted), ids)
+            counts.add(chunks[i] for i in piece.wanted)
             indices = [i for i in piece.wanted if chunks[i].id not in present]
             if indices:
                 (mixed,) = self._vectors([chunks], [indices], piece.starts if block_weight else None)
@@ -443,7 +453,7 @@ class _Ingest:
                 total.add(mixed)
                 written += len(indices)
             self.progress("write", count, 0)
-        self._commit(todo, title, count, tokens, written, ids, total)
+        self._commit(todo, title, count, tokens, written, ids, total, counts)
 
     def _put(self, records: list[DocumentRecord]) -> None:
         """A manifest write, made only while the writer lock is still ours, stamped with its token and count
@@ -476,10 +486,19 @@ class _Ingest:
         crashpoints.step("fenced")
 
     def _commit(
-        self, todo: _Todo, title: str, count: int, tokens: int, written: int, ids: str, total: VectorSum
+        self,
+        todo: _Todo,
+        title: str,
+        count: int,
+        tokens: int,
+        written: int,
+        ids: str,
+        total: VectorSum,
+        counts: TermCounts,
     ) -> None:
         """Name the new version in the manifest (searches show it from now on), then delete the others. `ids` is
-        the digest of its chunk ids (see `integrity`), `total` the sum of its chunk vectors (see `centring`)."""
+        the digest of its chunk ids (see `integrity`), `total` the sum of its chunk vectors (see `centring`),
+        `counts` its term counts (see `focus`)."""
         old = todo.record
         dated = self._dating.pop(todo.source, None)
         record = DocumentRecord(
@@ -487,7 +506,7 @@ class _Ingest:
             chunks=count, tokens=tokens,
             effective=dated.effective if dated else "", expires=dated.expires if dated else "",
             superseded_by=dated.superseded_by if dated else "", meta=RECORD_META, digest=ids,
-            vector_sum=total.text(),
+            vector_sum=total.text(), terms=counts.text(),
         )  # fmt: skip
         self._put([record])
         self.report.chunks_written += written

@@ -20,7 +20,7 @@ from .records import Hit
 POOL = 120  # dense candidates the lexical score reorders: terms can lift a chunk from below the top few dozen
 K1, B = 1.2, 0.75  # BM25's usual term-frequency saturation and length normalisation
 
-_WORD = re.compile(r"\b\w\w+\b")
+WORD = re.compile(r"\b\w\w+\b")
 _STOP_TEXT = """about above after again against all also am an and any are as at be because been before being below
 between both but by can could did do does doing down during each either else few for from further had has
 have having he her here hers herself him himself his how if in into is it its itself just may me might more
@@ -45,7 +45,7 @@ def stem(word: str) -> str:
 
 def terms(text: str) -> list[str]:
     """The words BM25 counts, stemmed: lowercased, two letters or more, common function words left out."""
-    return [stem(word) for word in _WORD.findall(text.lower()) if word not in STOP_WORDS]
+    return [stem(word) for word in WORD.findall(text.lower()) if word not in STOP_WORDS]
 
 
 @lru_cache(maxsize=8192)

@@ -49,6 +49,7 @@ class DocumentRecord:
     seq: int = 0  # that writer's count of manifest writes when it wrote this one
     vector_sum: str = ""  # the sum of its committed chunks' vectors (`centring.encode`); "" in older records
     digest: str = ""  # of the committed version's chunk ids (see `integrity`); "" in records written before it
+    terms: str = ""  # the chunks each stemmed term occurs in (`focus.TermCounts`); "" in older records
 
     @property
     def committed(self) -> bool:

@@ -88,7 +88,7 @@ class Pipeline:
         weights = self.settings
         return Retriever(
             self.store, self.embedder, weights.lexical_weight, weights.region_weight, weights.document_weight,
-            weights.centring_weight,
+            weights.centring_weight, weights.focus_weight,
         )  # fmt: skip
 
     @property

@@ -8,6 +8,7 @@ import numpy as np
 
 from .centring import centred
 from .embed import Embedder
+from .focus import focus_texts, focused
 from .lexical import POOL, rerank
 from .records import Hit
 from .regions import lift
@@ -16,7 +17,8 @@ from .store import ChunkStore
 
 class Retriever:
     """Dense retrieval over one store with one embedder (cosine similarity, best first), the query first centred
-    on the store's mean chunk vector by the centring weight (see `centring`). With a lexical, region or document
+    on the store's mean chunk vector by the centring weight (see `centring`) and leaning towards its words that
+    are rare in the store by the focus weight (see `focus`). With a lexical, region or document
     weight, the top `lexical.POOL` dense candidates are reordered before the best n are kept: by dense score +
     lexical weight x BM25, then + region weight x the best nearby candidate + document weight x the best candidate
     of the same document (`regions.lift`)."""
@@ -29,6 +31,7 @@ class Retriever:
         region_weight: float = 0.0,
         document_weight: float = 0.0,
         centring_weight: float = 0.0,
+        focus_weight: float = 0.0,
     ) -> None:
         self.store = store
         self.embedder = embedder
@@ -36,13 +39,21 @@ class Retriever:
         self.region_weight = region_weight
         self.document_weight = document_weight
         self.centring_weight = centring_weight
+        self.focus_weight = focus_weight
 
     def query_vector(self, query: str) -> np.ndarray:
         """The vector `query` is searched and its passages' neighbours scored with."""
         vector = self.embedder.embed_query(query)
-        if not self.centring_weight:
+        if not (self.centring_weight or self.focus_weight):
             return vector
-        return centred(vector, self.store.mean_vector(), self.centring_weight)
+        mean = self.store.mean_vector()
+        search = centred(vector, mean, self.centring_weight)
+        if not self.focus_weight:
+            return search
+        texts = focus_texts(query, self.store.term_shares())
+        unique = list(dict.fromkeys(texts))
+        vectors = dict(zip(unique, embed_queries(self.embedder, unique), strict=True))
+        return focused(search, [vectors[text] for text in texts], mean, self.centring_weight, self.focus_weight)
 
     def search(
         self,
@@ -66,3 +77,9 @@ class Retriever:
             return hits
         lexical = rerank(query, hits, self.lexical_weight)
         return lift(lexical, self.region_weight, self.document_weight)[:n]
+
+
+def embed_queries(embedder: Embedder, texts: Sequence[str]) -> list[np.ndarray]:
+    """Query vectors of `texts`, in one model call where the embedder offers one."""
+    batch = getattr(embedder, "embed_queries", None)
+    return list(batch(texts)) if batch is not None else [embedder.embed_query(text) for text in texts]

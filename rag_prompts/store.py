@@ -14,7 +14,7 @@ import contextlib
 import os
 import re
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +27,7 @@ from . import crashpoints
 from .centring import decode
 from .defaults import CACHED_CHUNKS
 from .errors import EmptyStoreError, StoreError
+from .focus import TermCounts, read_counts
 from .manifest import DocumentRecord, Generation, Manifest, manifest_name
 from .records import Chunk, Hit
 from .server_lock import ServerLock
@@ -448,6 +449,8 @@ class ChunkStore:
         self._reopened = 0  # how many times another process's writes made this store open a fresh client
         self._mean: tuple[Mapping[str, DocumentRecord], np.ndarray | None] | None = None  # per committed mapping
         self._sums: dict[tuple[str, str], tuple[np.ndarray, int]] = {}  # (source, version) -> sum read from chunks
+        self._shares: tuple[Mapping[str, DocumentRecord], dict[str, float]] | None = None  # per committed mapping
+        self._term_counts: dict[tuple[str, str], TermCounts] = {}  # (source, version) -> term counts read from chunks
 
     @property
     def embedding_model(self) -> str:
@@ -543,6 +546,29 @@ class ChunkStore:
         self._mean = (committed, mean)
         return mean
 
+    def term_shares(self) -> dict[str, float]:
+        """The share of the committed chunks each stemmed term occurs in (see `focus`), from the records' term
+        counts; a record written before they were kept has its counts read from its chunks, once per process."""
+        committed = self.committed()
+        cached = self._shares
+        if cached is not None and cached[0] is committed:
+            return cached[1]
+        totals: Counter[str] = Counter()
+        count = 0
+        for record in committed.values():
+            if record.terms:
+                totals.update(read_counts(record.terms))
+            else:
+                key = (record.source, record.doc_hash)
+                if key not in self._term_counts:
+                    self._term_counts[key] = counts = TermCounts()
+                    counts.add(self.version_chunks(*key))
+                totals.update(self._term_counts[key].counts)
+            count += record.chunks
+        shares = {term: found / count for term, found in totals.items()} if count else {}
+        self._shares = (committed, shares)
+        return shares
+
     def _visible(self, chunk: Chunk) -> bool:
         committed = self._versions.get(chunk.source)
         return committed is None or committed == chunk.doc_hash
@@ -615,6 +641,17 @@ class ChunkStore:
                 versions = [str(_fields(metadata).get("doc_hash", "")) for metadata in page["metadatas"] or []]
                 parts.append(vectors[np.asarray(versions) == doc_hash])
         return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+
+    def version_chunks(self, source: str, doc_hash: str) -> list[Chunk]:
+        """The stored chunks of one version of `source`."""
+        return [
+            chunk
+            for page in self._pages("reading chunks of", ["metadatas", "documents"], {"source": source})
+            for chunk_id, text, metadata in zip(
+                page["ids"], page["documents"] or [], page["metadatas"] or [], strict=True
+            )  # fmt: skip
+            if (chunk := _chunk(chunk_id, text or "", metadata)).doc_hash == doc_hash
+        ]
 
     def vectors_of(self, ids: Sequence[str]) -> np.ndarray:
         """The stored vectors of these chunk ids (whatever their version); unknown ids are left out."""

@@ -135,10 +135,11 @@ def dense_and_weighted(
     tmp_path: Path, embedder: SentenceTransformerEmbedder, lines: list[str], **weights: float
 ) -> tuple[Pipeline, Pipeline]:
     """One document of `lines` (a paragraph each) ingested into a dense-only pipeline, and a second pipeline over
-    the same store with `weights` (`lexical_weight`, `region_weight`, `document_weight`, `centring_weight`; unset
-    ones 0)."""
+    the same store with `weights` (`lexical_weight`, `region_weight`, `document_weight`, `centring_weight`,
+    `focus_weight`; unset ones 0)."""
     write(tmp_path / "docs" / "deliveries.md", "# Deliveries\n\n" + "\n\n".join(lines) + "\n")
-    unset = {"lexical_weight": 0.0, "region_weight": 0.0, "document_weight": 0.0, "centring_weight": 0.0}
+    unset = {"lexical_weight": 0.0, "region_weight": 0.0, "document_weight": 0.0, "centring_weight": 0.0,
+             "focus_weight": 0.0}  # fmt: skip
     dense = make_pipeline(tmp_path, embedder, **unset)
     dense.ingest([tmp_path / "docs"])
     settings = dense.settings.model_copy(update={**unset, **weights})

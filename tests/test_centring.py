@@ -87,7 +87,7 @@ def test_a_record_without_a_sum_is_summed_from_its_chunks_then_relabelled(
 
 def test_search_ranks_by_the_centred_query(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
     plain = make_pipeline(tmp_path, embedder, lexical_weight=0.05, region_weight=0.02, document_weight=0.2,
-                          centring_weight=0.0)  # fmt: skip
+                          centring_weight=0.0, focus_weight=0.0)  # fmt: skip
     plain.ingest([policies(tmp_path)])
     centring = Pipeline(plain.settings.model_copy(update={"centring_weight": 0.5}), embedder=embedder,
                         store=plain.store)  # fmt: skip

@@ -145,6 +145,7 @@ def evaluate(
             "region_weight": settings.region_weight,
             "document_weight": settings.document_weight,
             "centring_weight": settings.centring_weight,
+            "focus_weight": settings.focus_weight,
             "merge_sections": settings.merge_sections,
             "expand_context": settings.expand_context,
             "k": k or settings.k,

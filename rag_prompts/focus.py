@@ -1,0 +1,76 @@
+"""Query focus. A task is phrased in words its store shares widely ("this Agreement", "personal information",
+"privacy policy") around the few that say what it is about ("exclusivity", "third-party advertisers"), and an
+embedding of the whole task leans towards the common part. The focus texts keep only the task's words that are rare
+in the store: one text per rung of a ladder of shares (words in under 10%, 5%, 2.5% and 1.25% of the store's
+chunks), so the rarer a word, the more texts it is in: a smooth, idf-like weight with no cliff at one share. The
+search vector leans towards their mean embedding by the focus weight.
+
+The shares are exact enough and follow every commit: each document record keeps its term counts (the chunks each
+stemmed term occurs in), leaving out terms in under `FLOOR` of its chunks, which moves a store share by at most
+`FLOOR`, well under the smallest rung."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+import orjson
+
+from .centring import centred
+from .lexical import STOP_WORDS, WORD, stem, terms
+from .records import Chunk
+
+RUNGS = (0.1, 0.05, 0.025, 0.0125)  # store shares below which a task word is kept in a focus text
+FLOOR = 0.005  # a term in fewer than this share of a document's chunks is left out of its record
+
+
+class TermCounts:
+    """How many of one document's chunks each stemmed term occurs in, as its chunks are written."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.chunks = 0
+
+    def add(self, chunks: Iterable[Chunk]) -> None:
+        for chunk in chunks:
+            self.counts.update(set(terms(f"{chunk.section} {chunk.text}")))
+            self.chunks += 1
+
+    def text(self) -> str:
+        """The counts a record keeps (JSON): terms in at least `FLOOR` of the chunks, or in any of a small document."""
+        least = max(1, math.floor(FLOOR * self.chunks))
+        kept = {term: count for term, count in sorted(self.counts.items()) if count >= least}
+        return orjson.dumps(kept).decode("utf-8")
+
+
+def read_counts(text: str) -> dict[str, int]:
+    return {str(term): int(count) for term, count in orjson.loads(text).items()} if text else {}
+
+
+def focus_texts(task: str, shares: Mapping[str, float]) -> list[str]:
+    """One text per rung: the task's words, in order, whose stem is in under that share of the store's chunks
+    (an empty rung is left out, so a task of common words only has no focus)."""
+    words = [word for word in WORD.findall(task) if word.lower() not in STOP_WORDS]
+    texts = []
+    for rung in RUNGS:
+        kept = [word for word in words if shares.get(stem(word.lower()), 0.0) < rung]
+        if kept:
+            texts.append(" ".join(kept))
+    return texts
+
+
+def focused(
+    vector: np.ndarray, parts: Sequence[np.ndarray], mean: np.ndarray | None, centring: float, weight: float
+) -> np.ndarray:
+    """The search vector (`vector`, already centred) leaning by `weight` towards the mean of the focus texts'
+    embeddings `parts`, each centred like the task; of unit length."""
+    if not len(parts) or weight == 0:
+        return vector
+    focus = np.mean([centred(part, mean, centring) for part in parts], axis=0)
+    norm = float(np.linalg.norm(focus))
+    if norm < 1e-9:
+        return vector
+    leaning: np.ndarray = np.asarray(vector, dtype=np.float64) + weight * focus / norm
+    return (leaning / float(np.linalg.norm(leaning))).astype(np.float32)
