@@ -11,7 +11,7 @@ from chromadb.config import Settings
 from rag_prompts import Chunk, StoreError
 from rag_prompts import store as store_module
 from rag_prompts.errors import StoreBusyError
-from rag_prompts.store import open_store, where_filter
+from rag_prompts.store import Compaction, open_store, where_filter
 
 
 def test_collection_built_with_another_model_is_refused(tmp_path: Path) -> None:
@@ -127,7 +127,7 @@ def test_compacting_keeps_every_record_and_a_running_store_follows_it(tmp_path: 
     before = store._collection.get(include=["metadatas", "documents", "embeddings"])
     query = np.asarray([0, 1.0, 0], dtype=np.float32)
     searched = [hit.chunk.id for hit in store.query(query, 3)]
-    assert store_module.compact_collection(str(tmp_path), "policies") == 9
+    assert store_module.compact_collection(str(tmp_path), "policies") == Compaction(9, copied=True)
     reopened = open_store(str(tmp_path), "policies", "m", 3)  # same model, dimension and cosine space
     assert reopened._collection.name == "policies.v1"
     after = reopened._collection.get(include=["metadatas", "documents", "embeddings"])
@@ -139,10 +139,17 @@ def test_compacting_keeps_every_record_and_a_running_store_follows_it(tmp_path: 
         assert np.allclose(after["embeddings"][i], before["embeddings"][order[chunk_id]])
     assert [hit.chunk.id for hit in reopened.query(query, 3)] == searched
     assert [hit.chunk.id for hit in store.query(query, 3)] == searched  # the open store follows the new copy
-    assert store_module.compact_collection(str(tmp_path), "policies") == 9
     client = chromadb.PersistentClient(path=str(tmp_path), settings=Settings(anonymized_telemetry=False))
+    assert store_module.compact_collection(str(tmp_path), "policies") == Compaction(9, copied=False)  # none deleted
+    assert sorted(c.name for c in client.list_collections()) == ["policies.manifest", "policies.v1"]
+    assert store_module.compact_collection(str(tmp_path), "policies", force=True) == Compaction(9, copied=True)
     assert sorted(c.name for c in client.list_collections()) == ["policies.manifest", "policies.v2"]
     assert [hit.chunk.id for hit in store.query(query, 3)] == searched
+    store.delete(["c3"])  # a deletion from the compacted copy: the next compact copies again
+    assert store_module.compact_collection(str(tmp_path), "policies") == Compaction(8, copied=True)
+    assert sorted(c.name for c in client.list_collections()) == ["policies.manifest", "policies.v3"]
+    assert store_module.compact_collection(str(tmp_path), "policies") == Compaction(8, copied=False)
+    assert [hit.chunk.id for hit in store.query(query, 3)] == searched  # c3 was not among them
 
 
 def test_a_compact_that_loses_its_lock_stops_and_leaves_a_complete_collection(tmp_path: Path) -> None:
@@ -179,7 +186,7 @@ def test_a_compact_that_loses_its_lock_stops_and_leaves_a_complete_collection(tm
         assert reopened.count() == 9, f"lost at check {lost_at}"
         assert sorted(hit.chunk.id for hit in reopened.query(query, 3)) == searched
         assert sorted(hit.chunk.id for hit in store.query(query, 3)) == searched  # an open store still reads whole
-        assert store_module.compact_collection(location, "policies") == 9
+        assert store_module.compact_collection(location, "policies").chunks == 9
         client = chromadb.PersistentClient(path=location, settings=Settings(anonymized_telemetry=False))
         names = sorted(c.name for c in client.list_collections())
         assert len(names) == 2 and names[0] == "policies.manifest", names
