@@ -47,11 +47,26 @@ def embedder_name(model: str, precision: str = "fp32") -> str:
     return model if precision == "fp32" else f"{model}@{precision}"
 
 
+def _device(device: str, backend: str, precision: str) -> str | None:
+    """Where the model loads (None: sentence-transformers picks, a GPU when present). onnxruntime runs here on
+    the CPU only, so an ONNX backend or int8 (which is ONNX) keeps "auto" on the CPU and refuses any other device."""
+    if backend != "onnx" and precision != "int8":
+        return None if device == "auto" else device
+    if device in ("auto", "cpu"):
+        return "cpu"
+    asked = "embedding_precision='int8'" if precision == "int8" else "embedding_backend='onnx'"
+    raise EmbeddingError(
+        f"{asked} runs on the CPU (onnxruntime), but embedding_device is {device!r}; set embedding_device to"
+        " 'cpu' or 'auto', or keep the GPU with embedding_precision='fp32' and embedding_backend 'auto' or 'torch'"
+    )
+
+
 class SentenceTransformerEmbedder:
     """A sentence-transformers model; batched, normalised, on the GPU when one is present (device="auto").
 
     On CPU, batches and queries run through onnxruntime (see onnx_query) where the model allows it
-    (backend="auto"), else through torch; precision="int8" runs a quantised copy (onnx only)."""
+    (backend="auto"), else through torch; on a GPU they run through torch. precision="int8" runs a quantised copy
+    (onnx only, so on the CPU: see `_device`)."""
 
     def __init__(
         self,
@@ -62,13 +77,18 @@ class SentenceTransformerEmbedder:
         backend: str = "auto",
         precision: str = "fp32",
     ) -> None:
+        if precision not in ("fp32", "int8"):
+            raise EmbeddingError(f"embedding_precision must be 'fp32' or 'int8', got {precision!r}")
+        if precision == "int8" and backend == "torch":
+            raise EmbeddingError("embedding_precision='int8' runs through onnxruntime; set embedding_backend to 'auto'")
+        target = _device(device, backend, precision)
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # no "Loading weights" bar on every command
         location = resolve_model(model)
         try:
-            self._model: Any = SentenceTransformer(location, device=None if device == "auto" else device)
+            self._model: Any = SentenceTransformer(location, device=target)
         except Exception as error:  # model loading raises OSError, ValueError, HF hub errors...
             raise EmbeddingError(
                 f"cannot load embedding model {model!r} ({type(error).__name__}: {error}); set `embedding_model` to a"
@@ -80,10 +100,6 @@ class SentenceTransformerEmbedder:
         dimension = get_dimension()
         if not dimension:
             raise EmbeddingError(f"embedding model {model!r} does not report an embedding dimension")
-        if precision not in ("fp32", "int8"):
-            raise EmbeddingError(f"embedding_precision must be 'fp32' or 'int8', got {precision!r}")
-        if precision == "int8" and backend == "torch":
-            raise EmbeddingError("embedding_precision='int8' runs through onnxruntime; set embedding_backend to 'auto'")
         self._name = embedder_name(model, precision)
         self._dimension = int(dimension)
         self.batch_size = batch_size

@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -538,7 +539,8 @@ def bench_ingest_figures(args: argparse.Namespace, workdir: Path) -> dict[str, A
         )
     commands: dict[str, Any] = {}
     if memory and args.memory_embedder == "model" and not args.memory_store:  # they read the first memory store
-        say(f"[ingest] commands that need no model, each a fresh process ({load_average()})")
+        uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+        say(f"[ingest] commands that need no model, each a fresh process ({load_average()}; uptime: {uptime})")
         commands = bench_ingest.measure_commands(workdir / "memory-0", workdir)
     for name, row in commands.items():
         say(f"    {name}: {row['seconds']} s, exit {row['exit']}, model loaded: {row['model_loaded']}")

@@ -76,7 +76,10 @@ def test_ingest_search_compose_stats(config: Path, capsys: pytest.CaptureFixture
 
     code, out, _ = run(["search", "hotel cap in a tier 1 city", "--k", "5", "--config", str(config)], capsys)
     code, compacted, _ = run(["compact", "--json", "--config", str(config)], capsys)
-    assert code == 0 and json.loads(compacted) == {"collection": "harbourline-policies", "chunks": stats["chunks"]}
+    assert code == 0 and json.loads(compacted) == {"collection": "harbourline-policies", "chunks": stats["chunks"],
+                                                   "copied": True}  # fmt: skip
+    code, again, _ = run(["compact", "--config", str(config)], capsys)
+    assert code == 0 and again.startswith("nothing to compact") and f"({stats['chunks']} chunks)" in again
     assert run(["search", "hotel cap in a tier 1 city", "--k", "5", "--config", str(config)], capsys)[1] == out
     code, out, _ = run(["ingest", "--config", str(config)], capsys)
     assert code == 0 and "2 unchanged" in out and "0 embedded" in out  # the same records, vectors included

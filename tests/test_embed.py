@@ -54,6 +54,16 @@ def test_torch_backend_and_invalid_backend() -> None:
         SentenceTransformerEmbedder(backend="tensorrt")
 
 
+def test_onnx_and_int8_stay_on_the_cpu_and_refuse_another_device() -> None:
+    """onnxruntime runs on the CPU here: "auto" then means the CPU (even on a GPU machine), and a GPU asked for
+    explicitly is refused before any model or device is touched, naming the settings to change."""
+    assert SentenceTransformerEmbedder(device="auto", precision="int8").device == "cpu"
+    for backend, precision, named in (("onnx", "fp32", "embedding_backend='onnx'"),
+                                      ("auto", "int8", "embedding_precision='int8'")):  # fmt: skip
+        with pytest.raises(EmbeddingError, match=f"{named} runs on the CPU .*embedding_device is 'cuda:1'"):
+            SentenceTransformerEmbedder(device="cuda:1", backend=backend, precision=precision)
+
+
 def test_unknown_model_is_a_clear_error() -> None:
     with pytest.raises(EmbeddingError, match="cannot load embedding model '/no/such/model'"):
         SentenceTransformerEmbedder("/no/such/model")

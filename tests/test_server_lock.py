@@ -399,7 +399,7 @@ def test_a_stalled_compacts_late_switch_to_a_copy_since_dropped_leaves_readers_t
         time.sleep(2.0)
         with writer_lock(chroma_url, collection="switch-gone") as lease:  # breaks the stalled compact's lock
             compact_collection(chroma_url, "switch-gone", fence=lease.check)  # its own .v1
-            compact_collection(chroma_url, "switch-gone", fence=lease.check)  # .v2; .v1 dropped
+            compact_collection(chroma_url, "switch-gone", fence=lease.check, force=True)  # .v2; .v1 dropped
     finally:
         stalled.send_signal(signal.SIGCONT)
     _, err = stalled.communicate(timeout=120)
@@ -412,5 +412,5 @@ def test_a_stalled_compacts_late_switch_to_a_copy_since_dropped_leaves_readers_t
     assert "one" in reader.search("Alpha rule", k=1, sources=["a.md"])[0].chunk.text
     rerun = reader.ingest([docs])
     assert rerun.ok and rerun.unchanged == ["a.md", "b.md"] and rerun.repaired == []
-    assert compact_collection(chroma_url, "switch-gone") == reader.stats().chunks
+    assert compact_collection(chroma_url, "switch-gone", force=True).chunks == reader.stats().chunks
     assert Pipeline(settings, embedder=pipeline.embedder).store._collection.name == "switch-gone.v3"

@@ -8,10 +8,12 @@ import chromadb
 import pytest
 from chromadb.config import Settings
 
-from rag_prompts import Chunk, StoreError
+from rag_prompts import Chunk, SentenceTransformerEmbedder, StoreError
 from rag_prompts import store as store_module
 from rag_prompts.errors import StoreBusyError
-from rag_prompts.store import open_store, where_filter
+from rag_prompts.store import Compaction, open_store, where_filter
+
+from .conftest import make_pipeline, write
 
 
 def test_collection_built_with_another_model_is_refused(tmp_path: Path) -> None:
@@ -127,7 +129,7 @@ def test_compacting_keeps_every_record_and_a_running_store_follows_it(tmp_path: 
     before = store._collection.get(include=["metadatas", "documents", "embeddings"])
     query = np.asarray([0, 1.0, 0], dtype=np.float32)
     searched = [hit.chunk.id for hit in store.query(query, 3)]
-    assert store_module.compact_collection(str(tmp_path), "policies") == 9
+    assert store_module.compact_collection(str(tmp_path), "policies") == Compaction(9, copied=True)
     reopened = open_store(str(tmp_path), "policies", "m", 3)  # same model, dimension and cosine space
     assert reopened._collection.name == "policies.v1"
     after = reopened._collection.get(include=["metadatas", "documents", "embeddings"])
@@ -139,10 +141,17 @@ def test_compacting_keeps_every_record_and_a_running_store_follows_it(tmp_path: 
         assert np.allclose(after["embeddings"][i], before["embeddings"][order[chunk_id]])
     assert [hit.chunk.id for hit in reopened.query(query, 3)] == searched
     assert [hit.chunk.id for hit in store.query(query, 3)] == searched  # the open store follows the new copy
-    assert store_module.compact_collection(str(tmp_path), "policies") == 9
     client = chromadb.PersistentClient(path=str(tmp_path), settings=Settings(anonymized_telemetry=False))
+    assert store_module.compact_collection(str(tmp_path), "policies") == Compaction(9, copied=False)  # none deleted
+    assert sorted(c.name for c in client.list_collections()) == ["policies.manifest", "policies.v1"]
+    assert store_module.compact_collection(str(tmp_path), "policies", force=True) == Compaction(9, copied=True)
     assert sorted(c.name for c in client.list_collections()) == ["policies.manifest", "policies.v2"]
     assert [hit.chunk.id for hit in store.query(query, 3)] == searched
+    store.delete(["c3"])  # a deletion from the compacted copy: the next compact copies again
+    assert store_module.compact_collection(str(tmp_path), "policies") == Compaction(8, copied=True)
+    assert sorted(c.name for c in client.list_collections()) == ["policies.manifest", "policies.v3"]
+    assert store_module.compact_collection(str(tmp_path), "policies") == Compaction(8, copied=False)
+    assert [hit.chunk.id for hit in store.query(query, 3)] == searched  # c3 was not among them
 
 
 def test_a_compact_that_loses_its_lock_stops_and_leaves_a_complete_collection(tmp_path: Path) -> None:
@@ -179,8 +188,31 @@ def test_a_compact_that_loses_its_lock_stops_and_leaves_a_complete_collection(tm
         assert reopened.count() == 9, f"lost at check {lost_at}"
         assert sorted(hit.chunk.id for hit in reopened.query(query, 3)) == searched
         assert sorted(hit.chunk.id for hit in store.query(query, 3)) == searched  # an open store still reads whole
-        assert store_module.compact_collection(location, "policies") == 9
+        assert store_module.compact_collection(location, "policies").chunks == 9
         client = chromadb.PersistentClient(path=location, settings=Settings(anonymized_telemetry=False))
         names = sorted(c.name for c in client.list_collections())
         assert len(names) == 2 and names[0] == "policies.manifest", names
         assert sorted(hit.chunk.id for hit in open_store(location, "policies", "m", 3).query(query, 3)) == searched
+
+
+def test_a_reingest_that_deletes_chunks_gives_compact_something_to_do_again(
+    tmp_path: Path, embedder: SentenceTransformerEmbedder
+) -> None:
+    """Through real ingests: a compacted store with nothing deleted since is left as it is; an edit's re-ingest
+    deletes the old version's chunks, and the next compact copies again (and keeps every visible chunk)."""
+    docs = tmp_path / "docs"
+    write(docs / "a.md", "# Alpha\n\nClaims over $5,000 need a second approver.\n\nRecords are kept seven years.\n")
+    write(docs / "b.md", "# Beta\n\nBadges are returned on the last day.\n")
+    pipeline = make_pipeline(tmp_path, embedder)
+    assert pipeline.ingest([docs]).ok
+    location, collection = pipeline.settings.store_location, pipeline.settings.collection
+    count = pipeline.stats().chunks
+    assert store_module.compact_collection(location, collection) == Compaction(count, copied=True)
+    assert pipeline.ingest([docs]).unchanged == ["a.md", "b.md"]  # no deletion: still compact
+    assert store_module.compact_collection(location, collection) == Compaction(count, copied=False)
+    write(docs / "a.md", "# Alpha\n\nClaims over $9,000 need a second approver.\n\nRecords are kept seven years.\n")
+    report = pipeline.ingest([docs])
+    assert report.updated == ["a.md"] and report.chunks_deleted > 0
+    after = pipeline.stats().chunks
+    assert store_module.compact_collection(location, collection) == Compaction(after, copied=True)
+    assert "$9,000" in pipeline.search("second approver for claims", k=1)[0].chunk.text
