@@ -96,7 +96,7 @@ class Settings(BaseModel):
     region_weight: float = Field(default=0.02, ge=0.0, le=1.0)
     document_weight: float = Field(default=0.2, ge=0.0, le=1.0)
     centring_weight: float = Field(default=0.5, ge=0.0, le=1.0)
-    focus_weight: float = Field(default=0.8, ge=0.0, le=4.0)
+    focus_weight: float = Field(default=1.2, ge=0.0, le=4.0)
     cached_chunks: int = Field(default=CACHED_CHUNKS, ge=0)
     ingest_group_chunks: int = Field(default=1024, ge=8, le=100_000)  # chunks embedded and written together
     merge_sections: bool = True

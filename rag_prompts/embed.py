@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -61,6 +62,16 @@ def _device(device: str, backend: str, precision: str) -> str | None:
     )
 
 
+@dataclass(frozen=True)
+class QueryEncoding:
+    """A query's vector, its token embeddings (the model's last layer, before pooling) and each token's character
+    span in the query ((0, 0) for the model's special tokens)."""
+
+    vector: np.ndarray
+    tokens: np.ndarray
+    offsets: tuple[tuple[int, int], ...]
+
+
 class SentenceTransformerEmbedder:
     """A sentence-transformers model; batched, normalised, on the GPU when one is present (device="auto").
 
@@ -104,7 +115,7 @@ class SentenceTransformerEmbedder:
         self._dimension = int(dimension)
         self.batch_size = batch_size
         self.precision = precision
-        self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._query_cache: OrderedDict[str, QueryEncoding] = OrderedDict()
         self._query_cache_size = query_cache_size
         self._query_cache_lock = threading.Lock()
         self._query_encoder = self._onnx_query_encoder("onnx" if precision == "int8" else backend, location)
@@ -169,26 +180,27 @@ class SentenceTransformerEmbedder:
 
     def embed_query(self, text: str) -> np.ndarray:
         """One query vector; recent queries are cached (agents recompose for the same task every turn)."""
-        return self.embed_queries([text])[0]
+        return self.encode_query(text).vector
 
-    def embed_queries(self, texts: Sequence[str]) -> list[np.ndarray]:
-        """Query vectors of `texts` (a task and its focus texts), those not cached embedded in one call."""
-        found: dict[str, np.ndarray] = {}
+    def encode_query(self, text: str) -> QueryEncoding:
+        """One query's vector and its token embeddings, from one forward pass (cached like `embed_query`)."""
         with self._query_cache_lock:  # agents may compose from worker threads
-            for text in texts:
-                cached = self._query_cache.get(text)
-                if cached is not None:
-                    self._query_cache.move_to_end(text)
-                    found[text] = cached
-        missing = list(dict.fromkeys(text for text in texts if text not in found))
-        if missing:
-            if self._query_encoder is not None:
-                vectors: np.ndarray = self._query_encoder.encode_batch(missing)
-            else:
-                vectors = self.embed(missing)
-            with self._query_cache_lock:
-                for text, vector in zip(missing, vectors, strict=True):
-                    found[text] = self._query_cache[text] = vector
-                while len(self._query_cache) > self._query_cache_size:
-                    self._query_cache.popitem(last=False)
-        return [found[text] for text in texts]
+            cached = self._query_cache.get(text)
+            if cached is not None:
+                self._query_cache.move_to_end(text)
+                return cached
+        if self._query_encoder is not None:
+            vector, tokens, offsets = self._query_encoder.encode_tokens(text)
+        else:
+            output = self._model.encode(text, output_value=None, normalize_embeddings=True, convert_to_numpy=True)
+            vector = np.asarray(output["sentence_embedding"].cpu(), dtype=np.float32)
+            tokens = np.asarray(output["token_embeddings"].cpu(), dtype=np.float32)
+            offsets = self._model.tokenizer(
+                text, return_offsets_mapping=True, truncation=True, max_length=self._model.max_seq_length
+            )["offset_mapping"]
+        encoding = QueryEncoding(vector, tokens, tuple((int(a), int(b)) for a, b in offsets))
+        with self._query_cache_lock:
+            self._query_cache[text] = encoding
+            if len(self._query_cache) > self._query_cache_size:
+                self._query_cache.popitem(last=False)
+        return encoding

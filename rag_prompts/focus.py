@@ -1,9 +1,10 @@
 """Query focus. A task is phrased in words its store shares widely ("this Agreement", "personal information",
-"privacy policy") around the few that say what it is about ("exclusivity", "third-party advertisers"), and an
-embedding of the whole task leans towards the common part. The focus texts keep only the task's words that are rare
-in the store: one text per rung of a ladder of shares (words in under 10%, 5%, 2.5% and 1.25% of the store's
-chunks), so the rarer a word, the more texts it is in: a smooth, idf-like weight with no cliff at one share. The
-search vector leans towards their mean embedding by the focus weight.
+"privacy policy") around the few that say what it is about ("exclusivity", "third-party advertisers"), and the
+embedding of the whole task leans towards the common part. The focus pools the task's own token embeddings (the
+model's last layer, from the one forward pass that embeds the task) over the tokens of its words that are rare in
+the store: one pooled vector per rung of a ladder of shares (words in under 10%, 5%, 2.5% and 1.25% of the store's
+chunks), so the rarer a word, the more of them it is in: a smooth, idf-like weight with no cliff at one share. The
+search vector leans towards their mean by the focus weight. It costs no model call.
 
 The shares are exact enough and follow every commit: each document record keeps its term counts (the chunks each
 stemmed term occurs in), leaving out terms in under `FLOOR` of its chunks, which moves a store share by at most
@@ -49,23 +50,39 @@ def read_counts(text: str) -> dict[str, int]:
     return {str(term): int(count) for term, count in orjson.loads(text).items()} if text else {}
 
 
-def focus_texts(task: str, shares: Mapping[str, float]) -> list[str]:
-    """One text per rung: the task's words, in order, whose stem is in under that share of the store's chunks
-    (an empty rung is left out, so a task of common words only has no focus)."""
-    words = [word for word in WORD.findall(task) if word.lower() not in STOP_WORDS]
-    texts = []
+def focus_spans(task: str, shares: Mapping[str, float]) -> list[list[tuple[int, int]]]:
+    """Per rung, the character spans of the task's words (not stop words) whose stem is in under that share of the
+    store's chunks; an empty rung is left out, so a task of common words only has no focus."""
+    words = [(match.span(), match.group().lower()) for match in WORD.finditer(task)]
+    rungs = []
     for rung in RUNGS:
-        kept = [word for word in words if shares.get(stem(word.lower()), 0.0) < rung]
+        kept = [span for span, word in words if word not in STOP_WORDS and shares.get(stem(word), 0.0) < rung]
         if kept:
-            texts.append(" ".join(kept))
-    return texts
+            rungs.append(kept)
+    return rungs
+
+
+def focus_parts(
+    task: str, tokens: np.ndarray, offsets: Sequence[tuple[int, int]], shares: Mapping[str, float]
+) -> list[np.ndarray]:
+    """Per rung (see `focus_spans`), the unit mean of the task's token embeddings `tokens` whose character span
+    (`offsets`, one per token; special tokens have an empty one) overlaps a kept word."""
+    parts = []
+    for spans in focus_spans(task, shares):
+        rows = [i for i, (a, b) in enumerate(offsets) if b > a and any(a < end and b > start for start, end in spans)]
+        if rows:
+            pooled = np.asarray(tokens[rows], dtype=np.float64).mean(axis=0)
+            norm = float(np.linalg.norm(pooled))
+            if norm > 1e-9:
+                parts.append(pooled / norm)
+    return parts
 
 
 def focused(
     vector: np.ndarray, parts: Sequence[np.ndarray], mean: np.ndarray | None, centring: float, weight: float
 ) -> np.ndarray:
-    """The search vector (`vector`, already centred) leaning by `weight` towards the mean of the focus texts'
-    embeddings `parts`, each centred like the task; of unit length."""
+    """The search vector (`vector`, already centred) leaning by `weight` towards the mean of the pooled focus
+    vectors `parts`, each centred like the task; of unit length."""
     if not len(parts) or weight == 0:
         return vector
     focus = np.mean([centred(part, mean, centring) for part in parts], axis=0)

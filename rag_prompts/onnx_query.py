@@ -192,6 +192,18 @@ class OnnxQueryEncoder:
         vector: np.ndarray = self.encode_batch([text])[0]
         return vector
 
+    def encode_tokens(self, text: str) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
+        """One text's vector, its token embeddings (the last layer) and each token's character span, in one run."""
+        tokens = self._tokenizer(
+            text, return_tensors="np", truncation=True, max_length=self._max_length, return_offsets_mapping=True
+        )
+        feed = {name: np.asarray(tokens[name], dtype=np.int64) for name in self._inputs}
+        hidden = np.asarray(self._session.run(None, feed)[0][0], dtype=np.float32)
+        vector = hidden.mean(axis=0)
+        if self._normalize:
+            vector = vector / max(float(np.linalg.norm(vector)), 1e-12)
+        return vector.astype(np.float32), hidden, [(int(a), int(b)) for a, b in tokens["offset_mapping"][0]]
+
     def encode_batch(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """One vector per text, in order. Texts are sorted by token count (longest first) so batches pad
         little, and a batch of long texts holds fewer of them: at most BATCH_TOKENS tokens, since attention

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from .centring import centred
-from .embed import Embedder
-from .focus import focus_texts, focused
+from .embed import Embedder, QueryEncoding
+from .focus import focus_parts, focused
 from .lexical import POOL, rerank
 from .records import Hit
 from .regions import lift
@@ -43,17 +43,17 @@ class Retriever:
 
     def query_vector(self, query: str) -> np.ndarray:
         """The vector `query` is searched and its passages' neighbours scored with."""
-        vector = self.embedder.embed_query(query)
+        encode = getattr(self.embedder, "encode_query", None) if self.focus_weight else None
+        encoding: QueryEncoding | None = encode(query) if encode is not None else None
+        vector = encoding.vector if encoding is not None else self.embedder.embed_query(query)
         if not (self.centring_weight or self.focus_weight):
             return vector
         mean = self.store.mean_vector()
         search = centred(vector, mean, self.centring_weight)
-        if not self.focus_weight:
+        if encoding is None:  # an embedder without token embeddings: no focus
             return search
-        texts = focus_texts(query, self.store.term_shares())
-        unique = list(dict.fromkeys(texts))
-        vectors = dict(zip(unique, embed_queries(self.embedder, unique), strict=True))
-        return focused(search, [vectors[text] for text in texts], mean, self.centring_weight, self.focus_weight)
+        parts = focus_parts(query, encoding.tokens, encoding.offsets, self.store.term_shares())
+        return focused(search, parts, mean, self.centring_weight, self.focus_weight)
 
     def search(
         self,
@@ -77,9 +77,3 @@ class Retriever:
             return hits
         lexical = rerank(query, hits, self.lexical_weight)
         return lift(lexical, self.region_weight, self.document_weight)[:n]
-
-
-def embed_queries(embedder: Embedder, texts: Sequence[str]) -> list[np.ndarray]:
-    """Query vectors of `texts`, in one model call where the embedder offers one."""
-    batch = getattr(embedder, "embed_queries", None)
-    return list(batch(texts)) if batch is not None else [embedder.embed_query(text) for text in texts]
