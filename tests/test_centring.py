@@ -67,22 +67,25 @@ def test_the_store_mean_follows_every_commit(tmp_path: Path, embedder: SentenceT
     assert np.allclose(store.mean_vector(), stored_mean(store), atol=1e-6)
 
 
-def test_a_record_without_a_sum_is_summed_from_its_chunks_then_relabelled(
+def test_a_record_without_a_sum_or_term_counts_is_read_from_its_chunks_then_relabelled(
     tmp_path: Path, embedder: SentenceTransformerEmbedder
 ) -> None:
     pipeline = make_pipeline(tmp_path, embedder)
     pipeline.ingest([policies(tmp_path)])
-    mean = pipeline.store.mean_vector()
+    mean, shares = pipeline.store.mean_vector(), pipeline.store.term_shares()
     before = pipeline.store.records()
-    pipeline.store.put_records([replace(record, vector_sum="", meta=1) for record in before.values()])  # older
+    older = [replace(record, vector_sum="", terms="", meta=1) for record in before.values()]
+    pipeline.store.put_records(older)
     reopened = make_pipeline(tmp_path, embedder)
-    assert not any(record.vector_sum for record in reopened.store.records().values())
+    assert not any(record.vector_sum or record.terms for record in reopened.store.records().values())
     assert np.allclose(reopened.store.mean_vector(), mean, atol=1e-6)
+    assert reopened.store.term_shares() == pytest.approx(shares)  # the focus's term shares (see test_focus)
     report = reopened.ingest([tmp_path / "docs"])
     assert sorted(report.unchanged) == sorted(before)
     after = reopened.store.records()
     for source, record in before.items():
         assert np.allclose(decode(after[source].vector_sum), decode(record.vector_sum), atol=1e-5)
+        assert after[source].terms == record.terms and after[source].meta == record.meta
 
 
 def test_search_ranks_by_the_centred_query(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -105,25 +104,6 @@ def test_the_store_term_shares_follow_every_commit(tmp_path: Path, embedder: Sen
     pipeline.ingest([tmp_path / "docs"])
     assert set(store.committed()) == {"claims.md", "refunds.md"} and "travel" not in store.term_shares()
     assert store.term_shares() == pytest.approx(stored_shares(store))
-
-
-def test_a_record_without_term_counts_is_counted_from_its_chunks_then_relabelled(
-    tmp_path: Path, embedder: SentenceTransformerEmbedder
-) -> None:
-    pipeline = make_pipeline(tmp_path, embedder)
-    pipeline.ingest([policies(tmp_path)])
-    shares = pipeline.store.term_shares()
-    before = pipeline.store.records()
-    pipeline.store.put_records([replace(record, terms="", meta=2) for record in before.values()])  # older
-    reopened = make_pipeline(tmp_path, embedder)
-    assert not any(record.terms for record in reopened.store.records().values())
-    assert reopened.store.term_shares() == pytest.approx(shares)
-    report = reopened.ingest([tmp_path / "docs"])
-    assert sorted(report.unchanged) == sorted(before)
-    after = reopened.store.records()
-    assert {source: record.terms for source, record in after.items()} == {
-        source: record.terms for source, record in before.items()
-    }
 
 
 def test_search_ranks_by_the_focused_query(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
