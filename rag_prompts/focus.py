@@ -23,7 +23,7 @@ from .centring import centred
 from .lexical import STOP_WORDS, WORD, stem, terms
 from .records import Chunk
 
-RUNGS = (0.1, 0.05, 0.025, 0.0125)  # store shares below which a task word is kept in a focus text
+RUNGS = (0.1, 0.05, 0.025, 0.0125)  # store shares below which a task word is pooled into the focus
 FLOOR = 0.005  # a term in fewer than this share of a document's chunks is left out of its record
 
 

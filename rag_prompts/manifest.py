@@ -44,7 +44,7 @@ class DocumentRecord:
     effective: str = ""  # the document's dating (see `dating`); "" undated
     expires: str = ""
     superseded_by: str = ""
-    meta: int = 0  # which document facts the record holds: 1 = dating (older records are re-read once)
+    meta: int = 0  # which document facts the record holds: see `ingest.RECORD_META` (older records are re-read once)
     writer: str = ""  # the token of the server writer lock it was written under ("" on an embedded store)
     seq: int = 0  # that writer's count of manifest writes when it wrote this one
     vector_sum: str = ""  # the sum of its committed chunks' vectors (`centring.encode`); "" in older records
