@@ -2,7 +2,7 @@
 
 Chroma's embedded write path passes every SQLite statement from a tokio worker thread to an sqlx worker thread
 and back. Spread over two cores, each hand-off is a cross-core wake-up, and those cost more than the statements:
-a copying `rag-prompts compact` of 1,712 chunks spent about 40% of its time in the kernel waking threads. On one
+in a copying `rag-prompts compact` of 1,712 chunks about 40% of the CPU samples were the kernel waking threads. On one
 core the same hand-offs are cheap. Threads inherit the affinity of the thread that starts them, so this must run
 before Chroma starts its threads (before the first client of the process is made).
 """
