@@ -9,6 +9,7 @@ sum ever differ from the whole, so `tokens <= budget` always holds.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -27,10 +28,21 @@ GAP = "\n[…]\n"  # between non-adjacent chunks of one document
 class Growth:
     """What a chunk next to a placed passage is worth against the next passage's score: inside the passage's block
     (the paragraph or clause it is part of) its own score, so the block grows while its sentences match as well as
-    the next passage does; beyond the block less, so other chunks wait until the k passages are placed."""
+    the next passage does; beyond the block less, so other chunks wait until the k passages are placed. The rest of
+    a sentence that a chunk boundary cut is worth at least `continuation` x what its placed part was worth: half a
+    clause ("X grants Y the exclusive right" without "to sell in the Territory") answers little."""
 
     in_block: float = 0.0
     beyond: float = -1.0
+    continuation: float = 0.9
+
+
+_SENTENCE_END = re.compile(r"[.!?;:][\"'\u201d\u2019)\]]*\s*$")  # the chunker's sentence breaks, closing quotes allowed
+
+
+def _cut(first: Chunk, second: Chunk) -> bool:
+    """Whether adjacent block mates `first` and `second` (in document order) split one sentence."""
+    return not second.new_line and not _SENTENCE_END.search(first.text)
 
 
 LOOKAHEAD = 8  # passages whose block mates are fetched in one lookup
@@ -199,6 +211,7 @@ class _Packing:
     sections: set[tuple[str, str]] = field(default_factory=set)
     growth: Growth | None = None
     frontier: dict[str, tuple[float, Hit]] = field(default_factory=dict)
+    worth: dict[str, float] = field(default_factory=dict)  # what each placed chunk was worth when it was placed
     pool: _Pool | None = None
 
     def room(self) -> int:
@@ -231,8 +244,7 @@ class _Packing:
     def place(self, hits: Sequence[Hit], refusal: str, anchor: Hit | None = None) -> bool:
         """Place `hits` (one document, in order) if they fit; otherwise record `anchor` (or the first) as dropped.
         Every placed chunk but `anchor` is context: it came with a passage, not from the ranking."""
-        for hit in hits:
-            self.frontier.pop(hit.chunk.id, None)
+        worth = {hit.chunk.id: self.frontier.pop(hit.chunk.id, (hit.score, hit))[0] for hit in hits}
         cost = self.cost(hits)
         if self.used + cost > self.budget:
             left_out = anchor or hits[0]
@@ -246,16 +258,25 @@ class _Packing:
             self.places.add((chunk.source, chunk.ordinal))
             self.documents.add(chunk.source)
             self.sections.add((chunk.source, chunk.section))
+        self.worth.update(worth)
         self.used += cost
         if self.pool is not None and self.growth is not None:
             for hit in hits:
                 for other in self.pool.beside(hit.chunk):
                     if other.chunk.id not in self.taken:
-                        same = other.chunk.block >= 0 and other.chunk.block == hit.chunk.block
-                        worth = other.score + (self.growth.in_block if same else self.growth.beyond)
-                        if worth > self.frontier.get(other.chunk.id, (-2.0, other))[0]:
-                            self.frontier[other.chunk.id] = (worth, other)
+                        self._offer(hit, other, self.growth)
         return True
+
+    def _offer(self, placed: Hit, other: Hit, growth: Growth) -> None:
+        """Put `other`, beside the placed chunk, on the frontier at what growing into it is worth."""
+        same = other.chunk.block >= 0 and other.chunk.block == placed.chunk.block
+        worth = other.score + (growth.in_block if same else growth.beyond)
+        first, second = sorted((placed.chunk, other.chunk), key=lambda chunk: chunk.ordinal)
+        if same and _cut(first, second):
+            placed_worth = self.worth[placed.chunk.id]
+            worth = max(worth, min(placed_worth, growth.continuation * placed_worth))
+        if worth > self.frontier.get(other.chunk.id, (-2.0, other))[0]:
+            self.frontier[other.chunk.id] = (worth, other)
 
 
 def _assemble(

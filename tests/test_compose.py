@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rag_prompts import BudgetError, Chunk, Hit, TokenCounter
-from rag_prompts.compose import compose_message, neutralise
+from rag_prompts.compose import Growth, compose_message, neutralise
 from rag_prompts.tokens import token_counter
 
 
@@ -239,6 +239,35 @@ def test_passages_grow_beyond_their_block_once_the_ranking_is_used_up() -> None:
     document = _paragraphs([[0.2, 0.1], [0.9], [0.3, 0.0]])
     packed = _compose_document(document, budget=4000, k=1)
     assert packed[0] == "id2" and set(packed) == {hit.chunk.id for hit in document}  # grown until whole
+
+
+def _clause(texts: list[str], scores: list[float], new_line: bool = False) -> list[Hit]:
+    """Chunks of one document: the first two one block (a clause), the rest a block each."""
+    hits, start = [], 0
+    for n, (text, score) in enumerate(zip(texts, scores, strict=True)):
+        chunk = Chunk(f"id{n}", "doc.md", "/", "Doc", "Doc", start, start + len(text), text, 0, f"c{n}", "d",
+                      ordinal=n, block=max(0, n - 1), new_line=new_line and n == 1)  # fmt: skip
+        hits.append(Hit(chunk, score))
+        start += len(text) + 1
+    return hits
+
+
+def test_a_sentence_cut_by_a_chunk_boundary_is_completed_before_the_next_passage() -> None:
+    """The ranked chunk ends mid-sentence: the rest of its sentence scores low alone but comes before the next
+    passage; a block mate after a full stop, or on a new line, waits for its own score."""
+    texts = ["Supplier grants Buyer the exclusive right", "to sell the Products in the Territory.", "Fees are due."]
+
+    def placed(document: list[Hit], growth: Growth | None = None, first: int = 0) -> list[str]:
+        prompt = compose_message("Base.", [document[first], document[2]], k=2, budget=4000, counter=COUNTER,
+                                 neighbours=lambda packed: document, growth=growth or Growth())  # fmt: skip
+        return [chunk.id for chunk in prompt.chunks]
+
+    assert placed(_clause(texts, [0.8, 0.1, 0.6])) == ["id0", "id1", "id2"]
+    assert placed(_clause(texts, [0.8, 0.1, 0.6]), Growth(continuation=0.0)) == ["id0", "id2", "id1"]
+    whole = ["Supplier grants Buyer the exclusive right.", *texts[1:]]
+    assert placed(_clause(whole, [0.8, 0.1, 0.6])) == ["id0", "id2", "id1"]
+    assert placed(_clause(texts, [0.8, 0.1, 0.6], new_line=True)) == ["id0", "id2", "id1"]
+    assert placed(_clause(texts, [0.1, 0.8, 0.6]), first=1) == ["id1", "id0", "id2"]  # the sentence's first part
 
 
 def test_without_neighbours_only_ranked_chunks_are_sent() -> None:
