@@ -28,7 +28,7 @@ class Reclaimed:
 
 
 def _query(store: Path, sql: str, parameters: tuple[str, ...] = ()) -> set[str]:
-    connection = sqlite3.connect(f"{(store / DATABASE).as_uri()}?mode=ro", uri=True, timeout=30)
+    connection = sqlite3.connect(f"{(store / DATABASE).resolve().as_uri()}?mode=ro", uri=True, timeout=30)
     try:
         return {str(row[0]) for row in connection.execute(sql, parameters)}
     finally:

@@ -264,7 +264,7 @@ def compact_collection(
 
     def drop(name: str) -> None:
         if embedded:  # unreadable, it is left to the sweep after the drop
-            with contextlib.suppress(OSError, sqlite3.Error):
+            with contextlib.suppress(OSError, ValueError, sqlite3.Error):
                 dropped.update(index_folders.vector_segments(Path(location), [name]))
         client.delete_collection(name)
 
@@ -318,7 +318,7 @@ def _reclaim(location: str, dropped: set[str], embedded: bool) -> None:
         return
     try:
         done = index_folders.reclaim(Path(location), dropped)
-    except (OSError, sqlite3.Error) as error:
+    except (OSError, ValueError, sqlite3.Error) as error:
         warnings.warn(f"compact of {location}: could not reclaim dropped index folders: {error}", stacklevel=3)
         return
     for name, reason in done.failed:
