@@ -252,15 +252,23 @@ def compact_collection(
 
     A compacted copy is marked so (`_COMPACTED` in its metadata) and loses the mark before the first chunk is ever
     deleted from it (`ChunkStore.delete`); while it has it, there is nothing to compact and nothing is copied,
-    unless `force`. What a stopped compact left behind is dropped either way."""
+    unless `force`. What a stopped compact left behind is dropped either way. Then, in an embedded store, the
+    index folders chromadb leaves behind for dropped collections are removed (`_reclaim`)."""
+    dropped: set[str] = set()  # the vector segments of the collections the compact drops
+    done = _compact(location, collection, fence, force, dropped)
+    _reclaim(location, dropped)  # after the guard: a warning about it is never the compact's error
+    return done
+
+
+def _compact(location: str, collection: str, fence: Callable[[], None], force: bool, dropped: set[str]) -> Compaction:
+    """`compact_collection` without the reclaim; adds the vector segments of what it drops to `dropped`."""
     client = _client(location)
 
     def fenced() -> None:
         fence()
         crashpoints.step("fenced")
 
-    embedded = location != ":memory:" and not location.startswith(("http://", "https://"))
-    dropped: set[str] = set()  # the vector segments of the collections this compact drops
+    embedded = _embedded(location)
 
     def drop(name: str) -> None:
         if embedded:  # unreadable, it is left to the sweep after the drop
@@ -278,7 +286,6 @@ def compact_collection(
             if name != active and (name in (collection, legacy_staging) or _version_of(name, collection)):
                 drop(name)
         if (old.metadata or {}).get(_COMPACTED) and not force:
-            _reclaim(location, dropped, embedded)
             return Compaction(int(old.count()), copied=False)
         staging = f"{_base(collection)}.v{_version_of(active, collection) + 1}"
         new = client.create_collection(
@@ -307,14 +314,17 @@ def compact_collection(
         crashpoints.step("switch")
         fenced()
         drop(active)
-        _reclaim(location, dropped, embedded)
         return Compaction(int(new.count()), copied=True)
 
 
-def _reclaim(location: str, dropped: set[str], embedded: bool) -> None:
+def _embedded(location: str) -> bool:
+    return location != ":memory:" and not location.startswith(("http://", "https://"))
+
+
+def _reclaim(location: str, dropped: set[str]) -> None:
     """Remove the index folders chromadb leaves behind for dropped collections (chroma-core/chroma#5520): those
     of `dropped` and any older one no live segment names. A folder that cannot be removed is a warning only."""
-    if not embedded:
+    if not _embedded(location):
         return
     try:
         done = index_folders.reclaim(Path(location), dropped)
