@@ -13,17 +13,20 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import sqlite3
 import threading
+import warnings
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
 import orjson
 
-from . import crashpoints
+from . import crashpoints, index_folders
 from .centring import decode
 from .defaults import CACHED_CHUNKS
 from .errors import EmptyStoreError, StoreError
@@ -249,12 +252,29 @@ def compact_collection(
 
     A compacted copy is marked so (`_COMPACTED` in its metadata) and loses the mark before the first chunk is ever
     deleted from it (`ChunkStore.delete`); while it has it, there is nothing to compact and nothing is copied,
-    unless `force`. What a stopped compact left behind is dropped either way."""
+    unless `force`. What a stopped compact left behind is dropped either way. Then, in an embedded store, the
+    index folders chromadb leaves behind for dropped collections are removed (`_reclaim`)."""
+    dropped: set[str] = set()  # the vector segments of the collections the compact drops
+    done = _compact(location, collection, fence, force, dropped)
+    _reclaim(location, dropped)  # after the guard: a warning about it is never the compact's error
+    return done
+
+
+def _compact(location: str, collection: str, fence: Callable[[], None], force: bool, dropped: set[str]) -> Compaction:
+    """`compact_collection` without the reclaim; adds the vector segments of what it drops to `dropped`."""
     client = _client(location)
 
     def fenced() -> None:
         fence()
         crashpoints.step("fenced")
+
+    embedded = _embedded(location)
+
+    def drop(name: str) -> None:
+        if embedded:  # unreadable, it is left to the sweep after the drop
+            with contextlib.suppress(OSError, ValueError, sqlite3.Error):
+                dropped.update(index_folders.vector_segments(Path(location), [name]))
+        client.delete_collection(name)
 
     with _guard(f"compacting collection {collection!r}", location):
         manifest = _manifest(client, collection)
@@ -264,7 +284,7 @@ def compact_collection(
         fenced()
         for name in _collection_names(client):  # what a compact stopped before its drop left behind, too
             if name != active and (name in (collection, legacy_staging) or _version_of(name, collection)):
-                client.delete_collection(name)
+                drop(name)
         if (old.metadata or {}).get(_COMPACTED) and not force:
             return Compaction(int(old.count()), copied=False)
         staging = f"{_base(collection)}.v{_version_of(active, collection) + 1}"
@@ -293,8 +313,26 @@ def compact_collection(
         manifest.switch(staging, _active(client, manifest.generation()).name)  # what readers use at this moment
         crashpoints.step("switch")
         fenced()
-        client.delete_collection(active)
+        drop(active)
         return Compaction(int(new.count()), copied=True)
+
+
+def _embedded(location: str) -> bool:
+    return location != ":memory:" and not location.startswith(("http://", "https://"))
+
+
+def _reclaim(location: str, dropped: set[str]) -> None:
+    """Remove the index folders chromadb leaves behind for dropped collections (chroma-core/chroma#5520): those
+    of `dropped` and any older one no live segment names. A folder that cannot be removed is a warning only."""
+    if not _embedded(location):
+        return
+    try:
+        done = index_folders.reclaim(Path(location), dropped)
+    except (OSError, ValueError, sqlite3.Error) as error:
+        warnings.warn(f"compact of {location}: could not reclaim dropped index folders: {error}", stacklevel=3)
+        return
+    for name, reason in done.failed:
+        warnings.warn(f"compact of {location}: could not remove dropped index folder {name}: {reason}", stacklevel=3)
 
 
 def _metadata(chunk: Chunk) -> dict[str, Any]:
