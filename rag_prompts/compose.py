@@ -37,7 +37,7 @@ class Growth:
     continuation: float = 0.9
 
 
-_SENTENCE_END = re.compile(r"[.!?;:][\"'\u201d\u2019)\]]*\s*$")  # the chunker's sentence breaks, closing quotes allowed
+_SENTENCE_END = re.compile(r"[.!?;:][\"'\u201d\u2019)\]]*\s*$")  # the chunker's sentence ends, quotes allowed
 
 
 def _cut(first: Chunk, second: Chunk) -> bool:
@@ -271,8 +271,7 @@ class _Packing:
         """Put `other`, beside the placed chunk, on the frontier at what growing into it is worth."""
         same = other.chunk.block >= 0 and other.chunk.block == placed.chunk.block
         worth = other.score + (growth.in_block if same else growth.beyond)
-        first, second = sorted((placed.chunk, other.chunk), key=lambda chunk: chunk.ordinal)
-        if same and _cut(first, second):
+        if same and _cut(*sorted((placed.chunk, other.chunk), key=lambda chunk: chunk.ordinal)):
             placed_worth = self.worth[placed.chunk.id]
             worth = max(worth, min(placed_worth, growth.continuation * placed_worth))
         if worth > self.frontier.get(other.chunk.id, (-2.0, other))[0]:
