@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import io
 import os
+import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -185,6 +186,9 @@ class OnnxQueryEncoder:
         self._session = _session(path, threads)
         self._inputs = [item.name for item in self._session.get_inputs()]
         self._tokenizer = model.tokenizer
+        self._tokenizing = (
+            threading.Lock()
+        )  # a fast tokenizer's padding and truncation state is shared: one call at a time
         self._max_length = int(model.max_seq_length)
         self._normalize = type(model[-1]).__name__ == "Normalize"
 
@@ -194,9 +198,10 @@ class OnnxQueryEncoder:
 
     def encode_tokens(self, text: str) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
         """One text's vector, its token embeddings (the last layer) and each token's character span, in one run."""
-        tokens = self._tokenizer(
-            text, return_tensors="np", truncation=True, max_length=self._max_length, return_offsets_mapping=True
-        )
+        with self._tokenizing:
+            tokens = self._tokenizer(
+                text, return_tensors="np", truncation=True, max_length=self._max_length, return_offsets_mapping=True
+            )
         feed = {name: np.asarray(tokens[name], dtype=np.int64) for name in self._inputs}
         hidden = np.asarray(self._session.run(None, feed)[0][0], dtype=np.float32)
         vector = hidden.mean(axis=0)
@@ -208,7 +213,8 @@ class OnnxQueryEncoder:
         """One vector per text, in order. Texts are sorted by token count (longest first) so batches pad
         little, and a batch of long texts holds fewer of them: at most BATCH_TOKENS tokens, since attention
         memory grows with batch x length^2 (64 texts of 256 tokens took 1.8 GB)."""
-        tokens = self._tokenizer(list(texts), truncation=True, max_length=self._max_length)["input_ids"]
+        with self._tokenizing:
+            tokens = self._tokenizer(list(texts), truncation=True, max_length=self._max_length)["input_ids"]
         lengths = [len(ids) for ids in tokens]
         order = sorted(range(len(texts)), key=lambda i: lengths[i], reverse=True)
         vectors = np.zeros((len(texts), 0), dtype=np.float32)
@@ -224,7 +230,10 @@ class OnnxQueryEncoder:
         return vectors
 
     def _run(self, texts: list[str]) -> np.ndarray:
-        tokens = self._tokenizer(texts, return_tensors="np", padding=True, truncation=True, max_length=self._max_length)
+        with self._tokenizing:
+            tokens = self._tokenizer(
+                texts, return_tensors="np", padding=True, truncation=True, max_length=self._max_length
+            )
         feed = {name: np.asarray(tokens[name], dtype=np.int64) for name in self._inputs}
         hidden = self._session.run(None, feed)[0]
         mask = feed["attention_mask"][..., None].astype(np.float32)
