@@ -174,6 +174,7 @@ def ingest(
     A store failure raises StoreError; every document committed before it stays, and a rerun resumes."""
     with writer_lock(store.location, wait=wait, collection=store.name, lease=lease) as held:
         store.refresh()  # a compact since this store was opened switched its readers to a copy: write to that one
+        store.deepen_search()
         job = _Ingest(store, embedder, counter, chunk_tokens, neighbours, group_chunks, progress, on_event)
         job.fence, job.writer = held.check, held.token
         job.keep_versions_days = keep_versions_days
