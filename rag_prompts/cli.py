@@ -74,10 +74,15 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         for bar in bars.values():
             bar.close()
     if args.json:
-        _print_json({**report.summary(), "failures": [asdict(failure) for failure in report.failed]})
+        _print_json({
+            **report.summary(), "failures": [asdict(failure) for failure in report.failed],
+            "warnings": report.warnings,
+        })  # fmt: skip
     else:
         for failure in report.failed:
             print(f"failed: {failure.path}: {failure.reason}", file=sys.stderr)
+        for warning in report.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
         summary = report.summary()
         print(
             "documents: {added} added, {updated} updated, {unchanged} unchanged, {removed} removed, {failed} failed,"

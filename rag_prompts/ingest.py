@@ -40,6 +40,7 @@ from .slices import slices
 from .store import SCHEMA_VERSION, ChunkStore
 from .tokens import TokenCounter
 
+INDEX_WARN_BYTES = 400 * 2**20  # an embedded index above this leaves little of a 500 MB ingest bound (issue 12)
 CHUNKER_VERSION = 6  # 2: ordinals; 3: context-aware vectors; 4: repeats stored once; 5: blocks; 6: short blocks merged
 EMBED_BATCH = 256
 RECORD_META = 3  # what a record holds beyond the version (1: dating, 2: vector sum, 3: term counts); an older one
@@ -89,6 +90,7 @@ class IngestReport:
     chunks_written: int = 0
     chunks_deleted: int = 0
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -181,6 +183,13 @@ def ingest(
         report = job.run(paths)
         if keep_versions_days:
             store.expire_archive(int(time.time()) - keep_versions_days * 86_400)
+        index = store.index_bytes_in_process()
+        if index > INDEX_WARN_BYTES:
+            report.warnings.append(
+                f"the store's vector index is about {index // 2**20:,} MB, and Chroma holds all of it in the memory of"
+                f' every process that opens {store.location}; a Chroma server store (`store = "http://host:port"`)'
+                " keeps it in the server alone"
+            )
         return report
 
 

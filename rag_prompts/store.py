@@ -43,6 +43,7 @@ _COMPACTED = "compacted"  # collection metadata: true on a compacted copy until 
 OVERFETCH_MIN_CHUNKS = 20_000  # below this, Chroma's own filter is the faster way to search with one
 OVERFETCH_FACTORS = (2, 8, 32)  # unfiltered candidates per wanted hit, before falling back to Chroma's filter
 NO_DOCUMENTS = "the store has no documents: run `rag-prompts ingest` first"
+INDEX_LINK_BYTES = 140  # per chunk beside its vector in Chroma's HNSW index: 2 x 16 neighbour links, a label, id maps
 SEARCH_EF = 400  # HNSW candidate list per search: Chroma's default of 100 missed ContractNLI answers (recall -.04)
 HNSW = {"space": "cosine", "ef_search": SEARCH_EF}  # how every chunk collection is created
 
@@ -532,6 +533,14 @@ class ChunkStore:
                 f" ({built_dimension} dimensions), but the settings use {embedding_model!r} ({dimension});"
                 " set `embedding_model` back, or use another `collection` and ingest again"
             )
+
+    def index_bytes_in_process(self) -> int:
+        """About what this collection's vector index takes in the memory of every process that opens it: all of it
+        for an embedded (or in-memory) store, whose HNSW index Chroma loads whole; nothing for a server store."""
+        if not _embedded(self.location) and self.location != ":memory:":
+            return 0
+        dimension = int((self._collection.metadata or {}).get("dimension") or 0)
+        return self.count() * (4 * dimension + INDEX_LINK_BYTES)
 
     def deepen_search(self) -> None:
         """Raise the collection's HNSW search depth to `SEARCH_EF` if it was created with less (before stop 24):

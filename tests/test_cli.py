@@ -129,3 +129,25 @@ def test_compose_and_search_on_a_store_with_no_documents_exit_non_zero_saying_so
     code, out, err = run([*command, "--config", str(empty)], capsys)
     assert (code, out) == (2, "")
     assert err == "rag-prompts: error: the store has no documents: run `rag-prompts ingest` first\n"
+
+
+def test_an_embedded_index_too_large_for_the_memory_bound_is_warned_about(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chroma loads an embedded store's whole HNSW index into every process that opens it; past the threshold the
+    ingest says so and names the way out (a server store). Below it, nothing is said."""
+    from rag_prompts import ingest as ingest_module
+
+    write(tmp_path / "docs" / "rules.md", "# Rules\n\nExpenses over 500 EUR need a manager's approval.\n")
+    store = tmp_path / "store"
+    settings = ["--config", str(config)]
+    monkeypatch.setenv("RAG_PROMPTS_STORE", str(store))
+    code, out, err = run(["ingest", str(tmp_path / "docs"), *settings], capsys)
+    assert code == 0 and "warning" not in err
+    monkeypatch.setattr(ingest_module, "INDEX_WARN_BYTES", 0)
+    code, out, err = run(["ingest", str(tmp_path / "docs"), *settings], capsys)
+    assert code == 0 and "1 unchanged" in out
+    assert "warning: the store's vector index is about 0 MB" in err and f"opens {store}" in err
+    assert "server store" in err
+    code, out, _ = run(["ingest", str(tmp_path / "docs"), *settings, "--json"], capsys)
+    assert "opens" in json.loads(out)["warnings"][0]
