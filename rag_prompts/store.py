@@ -537,7 +537,7 @@ class ChunkStore:
     def index_bytes_in_process(self) -> int:
         """About what this collection's vector index takes in the memory of every process that opens it: all of it
         for an embedded (or in-memory) store, whose HNSW index Chroma loads whole; nothing for a server store."""
-        if not _embedded(self.location) and self.location != ":memory:":
+        if self.location.startswith(("http://", "https://")):
             return 0
         dimension = int((self._collection.metadata or {}).get("dimension") or 0)
         return self.count() * (4 * dimension + INDEX_LINK_BYTES)

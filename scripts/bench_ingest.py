@@ -152,6 +152,18 @@ def _raw_encode(model: Any, texts: list[str]) -> Any:
     return model.encode(texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False)
 
 
+def record_embedded(embedder: Any, texts: list[str]) -> None:
+    """Make `embedder.embed` also append every text it embeds to `texts` (`del embedder.embed` undoes it), so a
+    raw encode can embed exactly what an ingest did: chunks and block texts."""
+    embed = embedder.embed
+
+    def recording(batch: Sequence[str]) -> Any:
+        texts.extend(batch)
+        return embed(batch)
+
+    embedder.embed = recording
+
+
 def measure_throughput(corpus: Path, workdir: Path) -> dict[str, Any]:
     """Texts/s of ingest through each backend over raw sentence-transformers encode, on the same texts, in one run.
 
@@ -171,13 +183,7 @@ def measure_throughput(corpus: Path, workdir: Path) -> dict[str, Any]:
         embedder.embed(["warm-up"] * 8)
         if not texts:
             raw_model = embedder._model
-            record = embedder.embed
-
-            def recording(batch: Sequence[str], record: Any = record) -> Any:
-                texts.extend(batch)
-                return record(batch)
-
-            embedder.embed = recording  # type: ignore[method-assign]
+            record_embedded(embedder, texts)
         pipeline = Pipeline(settings, embedder=embedder)
         pipeline.store  # noqa: B018 - opened before the clock starts
         if texts:

@@ -170,14 +170,10 @@ def budget_violations(settings: Settings, prompts: Sequence[tuple[Task, str | No
 
 def bench_ingest(pipeline: Pipeline, embedder: SentenceTransformerEmbedder, corpus: Path) -> dict[str, Any]:
     say(f"[1] ingest {corpus} into a fresh store at {pipeline.settings.store_location} ({load_average()})")
+    import bench_ingest
+
     texts: list[str] = []  # what the ingest embeds (chunks and block texts): the raw encode embeds the same
-    embed = embedder.embed
-
-    def recording(batch: Sequence[str]) -> Any:
-        texts.extend(batch)
-        return embed(batch)
-
-    embedder.embed = recording  # type: ignore[method-assign]
+    bench_ingest.record_embedded(embedder, texts)
     began = time.perf_counter()
     try:
         report = pipeline.ingest([corpus])
