@@ -3,8 +3,10 @@
 The budget covers the whole message (base, header, labels, separators). Each ranked chunk starts a passage; at each
 step the packing either starts the next passage or grows a placed one into the chunk beside it, whichever is worth
 more (see `Growth`): a paragraph or clause whose sentences all match arrives whole, while scattered matches still get
-their place. The message is counted as a whole at the end and trimmed from the last chunk placed should the parts'
-sum ever differ from the whole, so `tokens <= budget` always holds.
+their place; a growing passage fetches the chunks beyond the ones it was fetched with as it reaches them. Each
+piece's cost is an upper bound, so the message is then counted as a whole and the packing goes on into the tokens
+left; it is trimmed from the last chunk placed should the whole ever exceed the budget, so `tokens <= budget`
+always holds.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ def _cut(first: Chunk, second: Chunk) -> bool:
     return not second.new_line and not _SENTENCE_END.search(first.text)
 
 
+RECLAIM_ROUNDS = 1  # more passes that pack into the tokens the costs' upper bound overstated (a second adds ~.001)
 LOOKAHEAD = 8  # passages whose block mates are fetched in one lookup
 
 Neighbours = Callable[[Sequence[Hit]], Sequence[Hit]]
@@ -100,9 +103,16 @@ def compose_message(
     pool = _Pool(hits, neighbours)
     packing.pool = pool if neighbours is not None else None
     _pack(packing, pool, list(hits), k)
-    included = sorted(packing.included, key=lambda item: item[2])  # placement order: trim the last placed first
+    message, tokens = _assemble(base, header_part, _in_order(packing), layout, counter)
+    for _ in range(RECLAIM_ROUNDS):  # the parts' costs are an upper bound: pack into what the whole leaves
+        if budget - tokens <= packing.room():
+            break
+        packing.used = tokens
+        packing.reopen()
+        _pack(packing, pool, list(hits), k)
+        message, tokens = _assemble(base, header_part, _in_order(packing), layout, counter)
+    included = _in_order(packing)  # placement order: trim the last placed first
     dropped = list({item.id: item for item in packing.dropped if item.id not in packing.taken}.values())
-    message, tokens = _assemble(base, header_part, included, layout, counter)
     while tokens > budget and included:  # the whole differs from the sum of its parts: trim, recount
         hit, cost, _, _ = included.pop()
         dropped.append(_dropped(hit, cost, "trimmed: the whole message exceeded the budget"))
@@ -121,20 +131,26 @@ def compose_message(
     )
 
 
+def _in_order(packing: _Packing) -> list[tuple[Hit, int, int, bool]]:
+    return sorted(packing.included, key=lambda item: item[2])
+
+
 def _pack(packing: _Packing, pool: _Pool, hits: list[Hit], k: int) -> None:
     """One greedy pass: start the next passage from `hits`, or grow a placed one, whichever is worth more."""
     position = 0
-    passages = 0
     while packing.room() > 0:
         while position < len(hits) and hits[position].chunk.id in packing.taken:
             position += 1
         upcoming = hits[position] if position < len(hits) else None
-        if upcoming is not None and passages >= k:
+        if upcoming is not None and packing.passages >= k:
             packing.dropped.append(_dropped(upcoming, 0, f"k={k} passages already included"))
             position += 1
             continue
         grow = packing.best_frontier()
         if grow is not None and (upcoming is None or grow[0] >= upcoming.score):
+            if pool.at_edge(grow[1]):  # fetch what it can grow into next, and what the rest of the frontier can
+                pool.prefetch([hit for hit in (grow[1], *(item for _, item in packing.frontier.values()))
+                               if pool.at_edge(hit)])  # fmt: skip
             packing.place([grow[1]], "context not added")
             continue
         if upcoming is None:
@@ -142,7 +158,7 @@ def _pack(packing: _Packing, pool: _Pool, hits: list[Hit], k: int) -> None:
         position += 1
         pool.prefetch(hits[position - 1 : position - 1 + LOOKAHEAD])
         if packing.place([upcoming], "does not fit", anchor=upcoming):
-            passages += 1
+            packing.passages += 1
     for hit in hits[position:]:
         if hit.chunk.id not in packing.taken:
             packing.dropped.append(_dropped(hit, 0, "does not fit: the budget is full"))
@@ -167,6 +183,13 @@ class _Pool:
         if wanted and self.neighbours is not None:
             self.asked.update(hit.chunk.id for hit in wanted)
             self._add(self.neighbours(wanted))
+
+    def at_edge(self, hit: Hit) -> bool:
+        """Whether a chunk beside `hit` is unknown and could still be fetched."""
+        chunk = hit.chunk
+        return hit.chunk.id not in self.asked and any(
+            (chunk.source, ordinal) not in self.by_place for ordinal in (chunk.ordinal - 1, chunk.ordinal + 1)
+        )
 
     def beside(self, chunk: Chunk) -> list[Hit]:
         """The known chunks just before and after `chunk` in the same section."""
@@ -213,6 +236,7 @@ class _Packing:
     frontier: dict[str, tuple[float, Hit]] = field(default_factory=dict)
     worth: dict[str, float] = field(default_factory=dict)  # what each placed chunk was worth when it was placed
     pool: _Pool | None = None
+    passages: int = 0
 
     def room(self) -> int:
         return self.budget - self.used
@@ -266,6 +290,15 @@ class _Packing:
                     if other.chunk.id not in self.taken:
                         self._offer(hit, other, self.growth)
         return True
+
+    def reopen(self) -> None:
+        """Offer again the chunks beside placed ones (those that did not fit may fit now)."""
+        if self.pool is None or self.growth is None:
+            return
+        for hit, _, _, _ in self.included:
+            for other in self.pool.beside(hit.chunk):
+                if other.chunk.id not in self.taken:
+                    self._offer(hit, other, self.growth)
 
     def _offer(self, placed: Hit, other: Hit, growth: Growth) -> None:
         """Put `other`, beside the placed chunk, on the frontier at what growing into it is worth."""

@@ -274,3 +274,22 @@ def test_without_neighbours_only_ranked_chunks_are_sent() -> None:
     document = _paragraphs([[0.1, 0.9, 0.1], [0.8]])
     prompt = compose_message("Base.", [document[1], document[3]], k=5, budget=4000, counter=COUNTER)
     assert [chunk.id for chunk in prompt.chunks] == ["id1", "id3"]
+
+
+def test_a_passage_grows_past_the_neighbours_fetched_with_it() -> None:
+    """Each chunk lists only 3 neighbours a side; growth fetches the next ones as it reaches them."""
+    document = _paragraphs([[0.9]] + [[0.3]] * 11)
+    packed = _compose_document(document, budget=4000, k=1, ranked=1)
+    assert packed[0] == "id0" and set(packed) == {hit.chunk.id for hit in document}
+
+
+def test_the_budget_the_parts_overstate_is_packed_too() -> None:
+    """Each chunk's cost is an upper bound (joined by a space, a chunk costs less than counted alone), so after
+    the pass the whole message is counted and the packing goes on into what it leaves."""
+    document = _paragraphs([[0.9 - n / 100 for n in range(12)]])
+    whole = compose_message("Base.", document[:1], k=1, budget=4000, counter=COUNTER, neighbours=lambda p: document)
+    assert len(whole.chunks) == 12
+    budget = whole.tokens + 3  # a few tokens of slack for the last chunk's upper bound
+    exact = compose_message("Base.", document[:1], k=1, budget=budget, counter=COUNTER, neighbours=lambda p: document)
+    assert len(exact.chunks) == 12 and exact.tokens == whole.tokens
+    assert sum(chunk.tokens for chunk in exact.chunks) > budget  # the upper bound alone would have stopped short
