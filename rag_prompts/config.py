@@ -87,7 +87,7 @@ class Settings(BaseModel):
     embedding_device: str = "auto"
     embedding_batch_size: int = Field(default=64, ge=1, le=4096)
     embedding_backend: Literal["auto", "onnx", "torch"] = "auto"
-    embedding_precision: Literal["fp32", "int8"] = "fp32"  # int8: a quantised ONNX copy, faster on CPU, less exact
+    embedding_precision: Literal["fp32", "int8", "bf16"] = "fp32"  # int8: quantised ONNX; bf16: torch autocast
     chunk_tokens: int = Field(default=40, ge=16, le=8192)
     neighbour_window: int = Field(default=2, ge=0, le=16)  # neighbours on each side mixed into a chunk's vector
     neighbour_weight: float = Field(default=0.5, ge=0.0, le=10.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -43,8 +44,12 @@ def resolve_model(name: str) -> str:
     return bundled_model_path() if name.lower() in _BUNDLED_NAMES else name
 
 
+PRECISIONS = ("fp32", "int8", "bf16")
+
+
 def embedder_name(model: str, precision: str = "fp32") -> str:
-    """What a store records as its embedding model: int8 vectors are not fp32 ones, so they get their own name."""
+    """What a store records as its embedding model: int8 or bf16 vectors are not fp32 ones, so they get their own
+    name."""
     return model if precision == "fp32" else f"{model}@{precision}"
 
 
@@ -77,7 +82,8 @@ class SentenceTransformerEmbedder:
 
     On CPU, batches and queries run through onnxruntime (see onnx_query) where the model allows it
     (backend="auto"), else through torch; on a GPU they run through torch. precision="int8" runs a quantised copy
-    (onnx only, so on the CPU: see `_device`)."""
+    (onnx only, so on the CPU: see `_device`). precision="bf16" runs torch in bfloat16 (autocast) where the
+    hardware has it: a GPU, or a CPU with AMX or AVX-512 BF16 (queries on such a CPU stay on the fp32 path)."""
 
     def __init__(
         self,
@@ -88,10 +94,12 @@ class SentenceTransformerEmbedder:
         backend: str = "auto",
         precision: str = "fp32",
     ) -> None:
-        if precision not in ("fp32", "int8"):
-            raise EmbeddingError(f"embedding_precision must be 'fp32' or 'int8', got {precision!r}")
+        if precision not in PRECISIONS:
+            raise EmbeddingError(f"embedding_precision must be 'fp32', 'int8' or 'bf16', got {precision!r}")
         if precision == "int8" and backend == "torch":
             raise EmbeddingError("embedding_precision='int8' runs through onnxruntime; set embedding_backend to 'auto'")
+        if precision == "bf16" and backend == "onnx":
+            raise EmbeddingError("embedding_precision='bf16' runs through torch; set embedding_backend to 'auto'")
         target = _device(device, backend, precision)
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as transformers_logging
@@ -118,6 +126,8 @@ class SentenceTransformerEmbedder:
         self._query_cache: OrderedDict[str, QueryEncoding] = OrderedDict()
         self._query_cache_size = query_cache_size
         self._query_cache_lock = threading.Lock()
+        if precision == "bf16":
+            _check_bf16(self.device)
         self._query_encoder = self._onnx_query_encoder("onnx" if precision == "int8" else backend, location)
 
     def _onnx_query_encoder(self, backend: str, location: str) -> Any:
@@ -133,7 +143,8 @@ class SentenceTransformerEmbedder:
             problem = "the model is not a transformer followed by mean pooling"
         else:
             try:
-                return onnx_query.OnnxQueryEncoder(self._model, location, precision=self.precision)
+                graph = "int8" if self.precision == "int8" else "fp32"
+                return onnx_query.OnnxQueryEncoder(self._model, location, precision=graph)
             except ImportError as error:
                 problem = f"{error.name or 'onnx'} is not installed (pip install 'rag-prompts[onnx]')"
             except Exception as error:  # an export or runtime failure: torch still works
@@ -148,8 +159,8 @@ class SentenceTransformerEmbedder:
 
     @property
     def backend(self) -> str:
-        """What embeds batches and queries: "onnx" or "torch"."""
-        return self.query_backend
+        """What embeds batches: "onnx" or "torch"."""
+        return "torch" if self.precision == "bf16" else self.query_backend
 
     @property
     def name(self) -> str:
@@ -166,17 +177,26 @@ class SentenceTransformerEmbedder:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self._dimension), dtype=np.float32)
-        if self._query_encoder is not None:
+        if self._query_encoder is not None and self.precision != "bf16":
             batch: np.ndarray = self._query_encoder.encode_batch(list(texts), self.batch_size)
             return batch
-        vectors = self._model.encode(
-            list(texts),
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        return np.asarray(vectors, dtype=np.float32)
+        with self._autocast():
+            vectors = self._model.encode(
+                list(texts),
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_tensor=True,
+                show_progress_bar=False,
+            )
+        return np.asarray(vectors.float().cpu(), dtype=np.float32)
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """bfloat16 autocast on the model's device for precision="bf16", else nothing."""
+        if self.precision != "bf16":
+            return contextlib.nullcontext()
+        import torch
+
+        return torch.autocast(self._model.device.type, dtype=torch.bfloat16)
 
     def embed_query(self, text: str) -> np.ndarray:
         """One query vector; recent queries are cached (agents recompose for the same task every turn)."""
@@ -192,9 +212,10 @@ class SentenceTransformerEmbedder:
         if self._query_encoder is not None:
             vector, tokens, offsets = self._query_encoder.encode_tokens(text)
         else:
-            output = self._model.encode(text, output_value=None, normalize_embeddings=True, convert_to_numpy=True)
-            vector = np.asarray(output["sentence_embedding"].cpu(), dtype=np.float32)
-            tokens = np.asarray(output["token_embeddings"].cpu(), dtype=np.float32)
+            with self._autocast():
+                output = self._model.encode(text, output_value=None, normalize_embeddings=True)
+            vector = np.asarray(output["sentence_embedding"].float().cpu(), dtype=np.float32)
+            tokens = np.asarray(output["token_embeddings"].float().cpu(), dtype=np.float32)
             offsets = self._model.tokenizer(
                 text, return_offsets_mapping=True, truncation=True, max_length=self._model.max_seq_length
             )["offset_mapping"]
@@ -204,3 +225,24 @@ class SentenceTransformerEmbedder:
             if len(self._query_cache) > self._query_cache_size:
                 self._query_cache.popitem(last=False)
         return encoding
+
+
+def native_bf16(device: str) -> bool:
+    """Whether `device` computes in bfloat16 natively: a CUDA GPU that supports it, or a CPU with AMX or AVX-512
+    BF16 (elsewhere torch emulates it, slower than fp32)."""
+    import torch
+
+    if device.startswith("cuda"):
+        return bool(torch.cuda.is_bf16_supported())
+    if device != "cpu":
+        return False
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(bool(getattr(torch.cpu, probe, lambda: False)()) for probe in probes)
+
+
+def _check_bf16(device: str) -> None:
+    if not native_bf16(device):
+        raise EmbeddingError(
+            f"embedding_precision='bf16' needs native bfloat16 on {device!r} (a CPU with AMX or AVX-512 BF16, or a"
+            " GPU that supports it); this one would emulate it, slower than fp32: use 'fp32' or 'int8'"
+        )

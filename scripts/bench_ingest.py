@@ -4,7 +4,8 @@ Memory: each corpus is ingested by a child process into a fresh store; the child
 (getrusage) after the model is loaded and warmed, and at the end, so "above the model" is their difference.
 
 Throughput: the same texts embedded by sentence-transformers' raw `encode` and ingested through each embedding
-backend (torch, onnx fp32, onnx int8), measured in one run; the ratios are ingest chunks/s over raw chunks/s.
+backend (torch, onnx fp32, onnx int8, and torch bf16 on a CPU with native bfloat16), measured in one run; the
+ratios are ingest chunks/s over raw chunks/s.
 """
 
 from __future__ import annotations
@@ -176,8 +177,12 @@ def measure_throughput(corpus: Path, workdir: Path) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     texts: list[str] = []
     raw_model: Any = None
-    for name, backend, precision in [("torch", "torch", "fp32"), ("onnx fp32", "onnx", "fp32"),
-                                     ("onnx int8", "onnx", "int8")]:  # fmt: skip
+    from rag_prompts.embed import native_bf16
+
+    runs = [("torch", "torch", "fp32"), ("onnx fp32", "onnx", "fp32"), ("onnx int8", "onnx", "int8")]
+    if native_bf16("cpu"):  # bfloat16 only where the CPU computes it natively (AMX or AVX-512 BF16)
+        runs.append(("torch bf16", "auto", "bf16"))
+    for name, backend, precision in runs:
         settings = load_settings(None, environ={}, store=str(workdir / f"rate-{backend}-{precision}"))
         embedder = SentenceTransformerEmbedder(settings.embedding_model, backend=backend, precision=precision)
         embedder.embed(["warm-up"] * 8)

@@ -605,6 +605,8 @@ def ingest_rows(figures: dict[str, Any]) -> list[Row]:
         rows.append(
             Row(f"ingest {name} / raw encode (wall; CPU s)", _ratios(rates[name]), f">= {target}", ratio >= target)
         )
+    if "torch bf16" in rates:
+        rows.append(Row("ingest torch bf16 / raw encode (wall; CPU s)", _ratios(rates["torch bf16"])))
     return rows
 
 

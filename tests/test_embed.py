@@ -10,6 +10,7 @@ import pytest
 
 from rag_prompts import EmbeddingError, SentenceTransformerEmbedder
 from rag_prompts.config import DEFAULT_EMBEDDING_MODEL
+from rag_prompts.embed import _check_bf16, native_bf16
 
 TEXTS = [
     "Who approves a claim payment of $42,000?",
@@ -46,6 +47,30 @@ def test_int8_precision_is_close_to_fp32_and_named_apart(embedder: SentenceTrans
     assert quantised.embed_query(TEXTS[0]) @ embedder.embed_query(TEXTS[0]) > 0.97
     with pytest.raises(EmbeddingError, match="embedding_precision='int8' runs through onnxruntime"):
         SentenceTransformerEmbedder(backend="torch", precision="int8")
+
+
+@pytest.mark.skipif(not native_bf16("cpu"), reason="this CPU has neither AMX nor AVX-512 BF16")
+def test_bf16_precision_runs_torch_in_bfloat16_close_to_fp32_and_named_apart(
+    embedder: SentenceTransformerEmbedder,
+) -> None:
+    half = SentenceTransformerEmbedder(precision="bf16")
+    assert half.name == "all-MiniLM-L6-v2@bf16" and half.backend == "torch"  # a store keeps them apart
+    mixed = [*TEXTS, "word " * 300, "A policy paragraph about claims. " * 12]
+    vectors = half.embed(mixed)
+    assert vectors.dtype == np.float32 and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    agreement = (vectors * embedder.embed(mixed)).sum(axis=1)
+    assert agreement.min() > 0.999 and np.abs(vectors - embedder.embed(mixed)).max() > 1e-5  # close, not fp32
+    assert half.embed_query(TEXTS[0]) @ embedder.embed_query(TEXTS[0]) > 0.999
+
+
+def test_bf16_is_refused_where_it_would_be_emulated_or_run_through_onnx() -> None:
+    assert not native_bf16("mps") and not native_bf16("meta")
+    with pytest.raises(EmbeddingError, match="embedding_precision='bf16' needs native bfloat16 on 'mps'"):
+        _check_bf16("mps")
+    with pytest.raises(EmbeddingError, match="embedding_precision='bf16' runs through torch"):
+        SentenceTransformerEmbedder(backend="onnx", precision="bf16")
+    with pytest.raises(EmbeddingError, match="embedding_precision must be 'fp32', 'int8' or 'bf16'"):
+        SentenceTransformerEmbedder(precision="fp16")
 
 
 def test_torch_backend_and_invalid_backend() -> None:
