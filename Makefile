@@ -19,7 +19,7 @@ test: setup
 
 lint: setup
 	$(VENV)/bin/ruff check rag_prompts tests scripts
-	$(VENV)/bin/mypy rag_prompts
+	$(VENV)/bin/mypy rag_prompts scripts
 	$(VENV)/bin/lint-imports --no-cache
 
 bench: setup

@@ -638,7 +638,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(f"embedder {embedder.name} on {embedder.device} loaded and warmed in {load_s:.1f} s")
 
         sample = Pipeline(settings, embedder=embedder)
-        figures: dict[str, Any] = {
+        figures = {
             "machine": {
                 "cpus": os.cpu_count(),
                 "load_average_start": round(os.getloadavg()[0], 2),

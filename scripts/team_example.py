@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from autogen_agentchat.base import ChatAgent, Team
 from autogen_agentchat.teams import RoundRobinGroupChat
 from autogen_core.models import ChatCompletionClient, ModelInfo
 from autogen_ext.models.replay import ReplayChatCompletionClient
@@ -53,11 +54,9 @@ def model_client(agent: str, cases: list[str], args: argparse.Namespace) -> Chat
 
 def print_call(call: ModelCall) -> None:
     prompt = call.prompt
-    print(
-        f"  {call.agent:<20} {call.tokens:>5} tokens sent in {call.messages} messages"
-        f" (system message {prompt.tokens}/{prompt.budget})"
-    )
-    for chunk in prompt.chunks:
+    system = f" (system message {prompt.tokens}/{prompt.budget})" if prompt is not None else ""
+    print(f"  {call.agent:<20} {call.tokens:>5} tokens sent in {call.messages} messages{system}")
+    for chunk in prompt.chunks if prompt is not None else []:
         print(f"  {'':<20} {chunk.score:.3f}  {chunk.source} > {chunk.section.split(' > ', 1)[-1]}")
 
 
@@ -69,7 +68,9 @@ async def run(cases: list[dict[str, Any]], pipeline: Pipeline, args: argparse.Na
         print_call(call)
 
     texts = [case["task"] for case in cases]
-    agents = [build_agent(name, model_client(name, texts, args), pipeline=pipeline, on_call=on_call) for name in TEAM]
+    agents: list[ChatAgent | Team] = [
+        build_agent(name, model_client(name, texts, args), pipeline=pipeline, on_call=on_call) for name in TEAM
+    ]
     team = RoundRobinGroupChat(agents, max_turns=len(agents))
     for case in cases:
         print(f"\ncase {case['id']}: {case['task']}")
@@ -99,10 +100,11 @@ def main() -> None:
     print("\nper agent: calls, largest payload, largest system message / budget")
     for name in TEAM:
         mine = [call for call in calls if call.agent == name]
-        if mine:
+        prompts = [call.prompt for call in mine if call.prompt is not None]
+        if prompts:
             payload = max(call.tokens for call in mine)
-            system = max(call.prompt.tokens for call in mine)
-            print(f"  {name:<20} {len(mine):>3} calls  {payload:>5} tokens  {system}/{mine[0].prompt.budget}")
+            system = max(prompt.tokens for prompt in prompts)
+            print(f"  {name:<20} {len(mine):>3} calls  {payload:>5} tokens  {system}/{prompts[0].budget}")
 
 
 if __name__ == "__main__":

@@ -66,10 +66,11 @@ def main() -> None:
     print("\nper agent: calls, largest payload, largest system message / budget")
     for name in TEAM:
         mine = [call for call in calls if call.agent == name]
-        if mine:
+        prompts = [call.prompt for call in mine if call.prompt is not None]
+        if prompts:
             payload = max(call.tokens for call in mine)
-            system = max(call.prompt.tokens for call in mine)
-            print(f"  {name:<20} {len(mine):>3} calls  {payload:>5} tokens  {system}/{mine[0].prompt.budget}")
+            system = max(prompt.tokens for prompt in prompts)
+            print(f"  {name:<20} {len(mine):>3} calls  {payload:>5} tokens  {system}/{prompts[0].budget}")
 
 
 if __name__ == "__main__":
