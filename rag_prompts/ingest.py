@@ -41,7 +41,8 @@ from .store import SCHEMA_VERSION, ChunkStore
 from .tokens import TokenCounter
 
 INDEX_WARN_BYTES = 400 * 2**20  # an embedded index above this leaves little of a 500 MB ingest bound (issue 12)
-CHUNKER_VERSION = 6  # 2: ordinals; 3: context-aware vectors; 4: repeats stored once; 5: blocks; 6: short blocks merged
+CHUNKER_VERSION = 7  # 2: ordinals; 3: context-aware vectors; 4: repeats stored once; 5: blocks; 6: short blocks merged;
+# 7: contents entries, body lines and table rows are not headings
 EMBED_BATCH = 256
 RECORD_META = 3  # what a record holds beyond the version (1: dating, 2: vector sum, 3: term counts); an older one
 # is relabelled once

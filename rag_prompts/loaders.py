@@ -17,6 +17,15 @@ SUPPORTED_SUFFIXES = (".md", ".markdown", ".txt", ".html", ".htm", ".pdf", ".doc
 
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?\r?\n)---[ \t]*(?:\r?\n|\Z)", re.DOTALL)
 _NUMBERED_HEADING = re.compile(r"^(\d+(?:\.\d+)*)\.?[ \t]+([A-Z][^\n]{0,100})$")
+# What a numbered line alone on a line can be other than a heading (its text after the number):
+_PAGE_NUMBER = re.compile(r"(?:\.{2,}|[.\s])\s*(?:\d{1,4}|[ivxlcdm]{1,7})$", re.IGNORECASE)  # a contents entry
+_GLUED_PAGE_NUMBER = re.compile(r"[A-Z]{3,}\d{1,3}$")  # "FINANCIAL PROVISIONS20"
+_SENTENCE_INSIDE = re.compile(r"[.;:]\s+[A-Z]?[a-z]+\s+[a-z(]")  # "Payment. All payments under": body text
+_CUT_OFF = re.compile(  # a sentence a page break cut: it ends on a word no heading ends on
+    r"\b(?:a|an|and|any|at|be|by|for|in|is|its|of|on|or|shall|such|that|the|their|to|with)$", re.IGNORECASE
+)
+_COLUMN_GAP = re.compile(r"\s{3,}")
+_FIGURE = re.compile(r"\b\d[\d,.]*\b")
 _UNDERLINE = re.compile(r"^(=+|-+)[ \t]*$")
 
 
@@ -96,11 +105,27 @@ def _text_headings(text: str) -> list[Heading]:
             continue
         match = _NUMBERED_HEADING.match(stripped)
         after_blank = not next_line.strip()
-        if match and before_blank and after_blank and not stripped.endswith((".", ":", ";", ",")):
+        if match and before_blank and after_blank and _heading_text(match.group(2)):
             level = 1 + match.group(1).count(".") + 1
             end = offsets[number + 1] if number + 1 < len(offsets) else len(text)
             headings.append(Heading(level, stripped, offsets[number], end))
     return headings
+
+
+def _heading_text(text: str) -> bool:
+    """Whether the text after a line's number reads as a heading: not a sentence ("…; or", "… Term."), not a
+    contents entry ("Counterparts. 47", "Term ........ 12"), not a line of body text a page break left alone
+    ("Manner of Payment. All payments under this …"), not a table row (columns, or several figures)."""
+    text = text.rstrip()
+    return not (
+        text.endswith((".", ":", ";", ","))
+        or _PAGE_NUMBER.search(text)
+        or _GLUED_PAGE_NUMBER.search(text)
+        or _SENTENCE_INSIDE.search(text)
+        or _CUT_OFF.search(text)
+        or len(_COLUMN_GAP.findall(text)) >= 2
+        or len(_FIGURE.findall(text)) >= 3
+    )
 
 
 def _folder_tags(source: str) -> tuple[str, ...]:

@@ -60,6 +60,37 @@ def test_text_file_headings_and_exact_text(tmp_path: Path) -> None:
     assert document.tags == ("it",)
 
 
+def test_numbered_lines_that_are_not_headings(tmp_path: Path) -> None:
+    """A contract's contents entries, a body line a page break left alone, and table rows are not headings: each
+    would otherwise become the section every later chunk is embedded and labelled with."""
+    lines = [
+        "SUPPLY AGREEMENT", "",
+        "13.17 Certain Conventions. 47", "",  # contents entries, page numbers last
+        "13.18 Counterparts ........ 48", "",
+        "7. FINANCIAL PROVISIONS20", "",
+        "2.4 Remedies iii", "",
+        "1. Definitions", "",
+        "The terms below have these meanings.", "",
+        "6.3.5 Manner of Payment. All payments under this Agreement shall be made by wire transfer or", "",
+        "16   Mb 16    Miscanthus  [***]   [***]", "",  # table rows
+        "541 North Riverside 1,447 505 1,372", "",
+        "2.1 Delivery terms for the", "",  # cut off mid-sentence
+        "7.   WARRANTIES. LIMITED LIABILITY", "",
+        "Each party warrants its authority.", "",
+        "12.      TERM AND TERMINATION", "",
+        "This Agreement runs for three years.", "",
+    ]  # fmt: skip
+    text = "\n".join(lines)
+    document = load_document(write(tmp_path / "supply.txt", text), tmp_path)
+    assert [h.title for h in document.headings] == [
+        "1. Definitions",
+        "7.   WARRANTIES. LIMITED LIABILITY",
+        "12.      TERM AND TERMINATION",
+    ]
+    for heading in document.headings:
+        assert text[heading.start :].startswith(heading.title)
+
+
 def test_html_blocks_tables_and_headings(tmp_path: Path) -> None:
     html = (
         "<html><head><title>Retention</title><style>p{}</style></head><body><h1>Retention Schedule</h1>"
