@@ -280,7 +280,9 @@ def _compact(location: str, collection: str, fence: Callable[[], None], force: b
         client.delete_collection(name)
 
     with _guard(f"compacting collection {collection!r}", location):
-        manifest = _manifest(client, collection)
+        if not {collection, manifest_name(collection)} & set(_collection_names(client)):
+            raise StoreError(f"there is no collection {collection!r} at {location} to compact; check `collection`")
+        manifest = _manifest(client, collection)  # created with the collection: never for a missing one
         old = _active(client, manifest.generation())
         active = old.name
         legacy_staging = f"{collection[:500]}-compacting"  # what versions before the manifest left behind

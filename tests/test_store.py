@@ -179,6 +179,15 @@ def test_records_written_before_packing_are_still_read(tmp_path: Path) -> None:
     assert store.documents()[chunk.source].doc_hashes == {"doc-hash"}
 
 
+def test_compacting_a_missing_collection_is_a_clear_error_that_creates_nothing(tmp_path: Path) -> None:
+    open_store(str(tmp_path), "policies", "m", 3)
+    client = chromadb.PersistentClient(path=str(tmp_path), settings=Settings(anonymized_telemetry=False))
+    before = sorted(collection.name for collection in client.list_collections())
+    with pytest.raises(StoreError, match="there is no collection 'polices' at .* to compact; check `collection`"):
+        store_module.compact_collection(str(tmp_path), "polices")
+    assert sorted(collection.name for collection in client.list_collections()) == before
+
+
 def test_compacting_keeps_every_record_and_a_running_store_follows_it(tmp_path: Path) -> None:
     import numpy as np
 
