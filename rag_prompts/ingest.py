@@ -41,6 +41,8 @@ from .store import SCHEMA_VERSION, ChunkStore
 from .tokens import TokenCounter
 
 INDEX_WARN_BYTES = 400 * 2**20  # an embedded index above this leaves little of a 500 MB ingest bound (issue 12)
+COMPACT_HINT_CHUNKS = 1_000  # deleted chunks past which one ingest says to compact ...
+COMPACT_HINT_SHARE = 0.25  # ... when they are this share of the index (compose was 1.5x slower at ~0.5)
 CHUNKER_VERSION = 7  # 2: ordinals; 3: context-aware vectors; 4: repeats stored once; 5: blocks; 6: short blocks merged;
 # 7: contents entries, body lines and table rows are not headings
 EMBED_BATCH = 256
@@ -191,7 +193,22 @@ def ingest(
                 f' every process that opens {store.location}; a Chroma server store (`store = "http://host:port"`)'
                 " keeps it in the server alone"
             )
+        hint = compact_hint(report.chunks_deleted, store.count())
+        if hint:
+            report.warnings.append(hint)
         return report
+
+
+def compact_hint(deleted: int, live: int) -> str | None:
+    """What to say when an ingest deleted so many chunks that Chroma's index, which keeps deleted entries, makes
+    searches slower until `rag-prompts compact` rewrites it (None when it did not)."""
+    if deleted < COMPACT_HINT_CHUNKS or deleted < COMPACT_HINT_SHARE * (deleted + live):
+        return None
+    return (
+        f"this ingest deleted {deleted:,} chunks, {deleted / (deleted + live):.0%} of what the store's vector index"
+        " now holds, and Chroma keeps deleted entries in it: searches are slower until `rag-prompts compact`"
+        " rewrites the index"
+    )
 
 
 class _Ingest:

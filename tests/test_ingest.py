@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from rag_prompts import Pipeline, SentenceTransformerEmbedder, TokenCounter
+from rag_prompts import ingest as ingest_module
 from rag_prompts.chunking import chunk_document
 from rag_prompts.loaders import load_document
 
@@ -159,6 +160,26 @@ def test_changing_chunk_size_rechunks(tmp_path: Path, embedder: SentenceTransfor
     larger = make_pipeline(tmp_path, embedder, chunk_tokens=400).ingest([root])
     assert len(larger.updated) == len(small.added) == 2
     assert larger.chunks_deleted > 0
+
+
+def test_an_ingest_that_deletes_much_of_the_index_says_to_compact(
+    tmp_path: Path, embedder: SentenceTransformerEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ingest_module, "COMPACT_HINT_CHUNKS", 1)  # the real floor is 1,000 chunks
+    pipeline, root = make_pipeline(tmp_path, embedder, neighbour_window=0), corpus(tmp_path)
+    assert not pipeline.ingest([root]).warnings  # nothing deleted
+    write(root / "retention.txt", "Retention\n=========\n\n1. Periods\n\nKeep claims files for ten years.\n")
+    small = pipeline.ingest([root])  # one chunk of five in the index
+    assert small.chunks_deleted == 1 and not small.warnings
+    shutil.rmtree(root / "claims")
+    large = pipeline.ingest([root])
+    assert large.chunks_deleted >= 2
+    assert [warning for warning in large.warnings if "`rag-prompts compact`" in warning] == [
+        f"this ingest deleted {large.chunks_deleted:,} chunks,"
+        f" {large.chunks_deleted / (large.chunks_deleted + pipeline.store.count()):.0%} of what the store's vector"
+        " index now holds, and Chroma keeps deleted entries in it: searches are slower until `rag-prompts compact`"
+        " rewrites the index"
+    ]
 
 
 def test_a_process_that_caches_chunks_never_serves_an_edited_documents_old_version(
