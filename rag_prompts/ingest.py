@@ -193,9 +193,10 @@ def ingest(
                 f' every process that opens {store.location}; a Chroma server store (`store = "http://host:port"`)'
                 " keeps it in the server alone"
             )
-        hint = compact_hint(report.chunks_deleted, store.count())
-        if hint:
-            report.warnings.append(hint)
+        if report.chunks_deleted >= COMPACT_HINT_CHUNKS:  # the count is read only then
+            hint = compact_hint(report.chunks_deleted, store.count())
+            if hint:
+                report.warnings.append(hint)
         return report
 
 

@@ -21,8 +21,8 @@ _NUMBERED_HEADING = re.compile(r"^(\d+(?:\.\d+)*)\.?[ \t]+([A-Z][^\n]{0,100})$")
 _PAGE_NUMBER = re.compile(r"(?:\.{2,}|[.\s])\s*(?:\d{1,4}|[ivxlcdm]{1,7})$", re.IGNORECASE)  # a contents entry
 _GLUED_PAGE_NUMBER = re.compile(r"[A-Z]{3,}\d{1,3}$")  # "FINANCIAL PROVISIONS20"
 _SENTENCE_INSIDE = re.compile(r"[.;:]\s+[A-Z]?[a-z]+\s+[a-z(]")  # "Payment. All payments under": body text
-_CUT_OFF = re.compile(  # a sentence a page break cut: it ends on a word no heading ends on
-    r"\b(?:a|an|and|any|at|be|by|for|in|is|its|of|on|or|shall|such|that|the|their|to|with)$", re.IGNORECASE
+_CUT_OFF = re.compile(  # a sentence a page break cut: it ends on a word no heading ends on ("Exhibit A" does)
+    r"\b(?:a|an|and|any|at|be|by|for|in|is|its|of|on|or|shall|such|that|the|their|to|with)$"
 )
 _COLUMN_GAP = re.compile(r"\s{3,}")
 _FIGURE = re.compile(r"\b\d[\d,.]*\b")

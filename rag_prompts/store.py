@@ -280,14 +280,15 @@ def _compact(location: str, collection: str, fence: Callable[[], None], force: b
         client.delete_collection(name)
 
     with _guard(f"compacting collection {collection!r}", location):
-        if not {collection, manifest_name(collection)} & set(_collection_names(client)):
+        names = _collection_names(client)
+        if not {collection, manifest_name(collection)} & set(names):
             raise StoreError(f"there is no collection {collection!r} at {location} to compact; check `collection`")
         manifest = _manifest(client, collection)  # created with the collection: never for a missing one
         old = _active(client, manifest.generation())
         active = old.name
         legacy_staging = f"{collection[:500]}-compacting"  # what versions before the manifest left behind
         fenced()
-        for name in _collection_names(client):  # what a compact stopped before its drop left behind, too
+        for name in names:  # what a compact stopped before its drop left behind, too
             if name != active and (name in (collection, legacy_staging) or _version_of(name, collection)):
                 drop(name)
         if (old.metadata or {}).get(_COMPACTED) and not force:

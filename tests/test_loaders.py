@@ -79,6 +79,8 @@ def test_numbered_lines_that_are_not_headings(tmp_path: Path) -> None:
         "Each party warrants its authority.", "",
         "12.      TERM AND TERMINATION", "",
         "This Agreement runs for three years.", "",
+        "13. Exhibit A", "",
+        "The price list.", "",
     ]  # fmt: skip
     text = "\n".join(lines)
     document = load_document(write(tmp_path / "supply.txt", text), tmp_path)
@@ -86,6 +88,7 @@ def test_numbered_lines_that_are_not_headings(tmp_path: Path) -> None:
         "1. Definitions",
         "7.   WARRANTIES. LIMITED LIABILITY",
         "12.      TERM AND TERMINATION",
+        "13. Exhibit A",
     ]
     for heading in document.headings:
         assert text[heading.start :].startswith(heading.title)
