@@ -28,6 +28,12 @@ _ITEM = re.compile(
     r"[ \t]*(?P<clause>[-*•◦▪‣–]|\(?(?:\d{1,3}(?:\.\d{1,3})*|[a-zA-Z]|[ivxlcdmIVXLCDM]{1,6})[.)]"
     r"|\d{1,3}(?:\.\d{1,3})+|(?:Section|Article|Clause|SECTION|ARTICLE|CLAUSE)\s+[\dIVXLC]+(?:\.\d+)*)(?=\s+\S)"
 )
+_NUMBER = re.compile(r"(?:(?:Section|Article|Clause|SECTION|ARTICLE|CLAUSE)\s+)?(?P<number>\d{1,3}(?:\.\d{1,3})*)\b")
+# A line that opens with a clause number and then a capital: "16.2 Applicable Law. …", "ARTICLE 8 - TERM"
+_NUMBERED_LINE = re.compile(
+    r"(?<=\n)[ \t]*(?P<clause>(?:(?:Section|Article|Clause|SECTION|ARTICLE|CLAUSE)[ \t]+)?\d{1,3}(?:\.\d{1,3})*\.?)"
+    r"[ \t]+(?=[\"'(A-Z])"
+)
 NEARBY = 3  # how many chunks on each side a chunk lists as `nearby` (how far a passage can grow)
 BLOCK_TOKENS = 128  # a longer block (paragraph or clause) is cut into pieces of about this size, at sentences
 MAX_BLOCK_CHUNKS = 12  # at most this many block mates listed in `nearby`
@@ -40,23 +46,75 @@ def sha256(text: str) -> str:
 
 
 def sections(document: Document) -> Iterator[tuple[str, int, int]]:
-    """(heading path, body start, body end) for the text before the first heading and under each heading."""
+    """(heading path, body start, body end) for the text before the first heading and under each heading.
+
+    A numbered heading ends where a paragraph numbered past it starts ("9.2 Licenses" ends at "9.3 Term. …" or
+    "10. Notices"): contracts often set only some clause titles on a line of their own, and the clauses after
+    them are not part of the last such heading."""
     stack: list[Heading] = []
     position = document.body_start
-    path = document.title
     for heading in sorted(document.headings, key=lambda item: item.start):
         if heading.start < position:
             continue
-        yield path, position, heading.start
+        yield from _scoped(document, stack, position, heading.start)
         while stack and stack[-1].level >= heading.level:
             stack.pop()
         stack.append(heading)
-        titles = [item.title for item in stack]
-        if titles[0] != document.title:
-            titles.insert(0, document.title)
-        path = SECTION_SEPARATOR.join(titles)
         position = heading.body_start
-    yield path, position, len(document.text)
+    yield from _scoped(document, stack, position, len(document.text))
+
+
+def _path(document: Document, stack: list[Heading]) -> str:
+    titles = [item.title for item in stack]
+    if not titles or titles[0] != document.title:
+        titles.insert(0, document.title)
+    return SECTION_SEPARATOR.join(titles)
+
+
+def _number(text: str) -> tuple[int, ...] | None:
+    """The clause number a heading or paragraph opens with, trailing zeros dropped ("37.0" is 37), else None."""
+    match = _NUMBER.match(text)
+    if match is None:
+        return None
+    parts = [int(part) for part in match.group("number").split(".")]
+    while len(parts) > 1 and parts[-1] == 0:
+        parts.pop()
+    return tuple(parts)
+
+
+def _past(number: tuple[int, ...], heading: tuple[int, ...]) -> bool:
+    """Whether a paragraph numbered `number` comes after the clause `heading` and is not part of it: a later
+    dotted number ("9.3", "16.2" after "9.2"), or the next whole number ("10" after "9" or "9.2")."""
+    inside = number[: len(heading)] == heading
+    return number > heading and not inside and (len(number) > 1 or number[0] == heading[0] + 1)
+
+
+def _opens_paragraph(text: str, line_start: int) -> bool:
+    """Whether the line at `line_start` follows a blank line or a line that ends a sentence (a wrapped line that
+    happens to start "10 Business Days" does not)."""
+    previous = text[text.rfind("\n", 0, line_start - 1) + 1 : line_start - 1].rstrip()
+    return not previous or previous.endswith((".", ":", ";"))
+
+
+def _scoped(document: Document, stack: list[Heading], start: int, end: int) -> Iterator[tuple[str, int, int]]:
+    """The body text[start:end] under `stack`, cut where a numbered paragraph ends numbered headings on it
+    (they leave `stack`)."""
+    text = document.text
+    for match in _NUMBERED_LINE.finditer(text, start, end):
+        if not _opens_paragraph(text, match.start()):
+            continue
+        number = _number(match.group("clause"))
+        escaped = [
+            index for index, heading in enumerate(stack)
+            if (own := _number(heading.title)) is not None and number is not None and _past(number, own)
+        ]  # fmt: skip
+        if escaped:
+            cut = match.start("clause")
+            if cut > start:
+                yield _path(document, stack), start, cut
+            del stack[escaped[0] :]
+            start = cut
+    yield _path(document, stack), start, end
 
 
 def _strip(text: str, start: int, end: int) -> Span:

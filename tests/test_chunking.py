@@ -33,6 +33,27 @@ def test_sections_become_heading_paths(tmp_path: Path, counter: TokenCounter) ->
         assert chunk.tokens == counter.count(chunk.text)
 
 
+def test_a_numbered_heading_ends_at_a_paragraph_numbered_past_it(tmp_path: Path, counter: TokenCounter) -> None:
+    # Only some clause titles stand on a line of their own; the clauses after "9.2" are not part of it.
+    text = (
+        "LICENCE AGREEMENT\n\n9 Intellectual Property\n\n9.1 Ownership. Each party keeps its own rights.\n\n"
+        "9.2 Licenses to Improvements\n\n9.2.1 Improvements. Each party tells the other of its improvements.\n\n"
+        "37.0 Remedies apply within\n10 Business Days of notice.\n\n1. Items in a list stay.\n\n"
+        "9.3 Term. This Agreement runs for five years.\n\n16.2 Applicable Law. The laws of Ontario govern.\n"
+    )
+    document = load_document(write(tmp_path / "licence.txt", text), tmp_path)
+    title = document.title
+    sections = {chunk.text.split(" ")[0]: chunk.section for chunk in chunk_document(document, counter, 100, "h")}
+    assert sections["9.1"] == f"{title} > 9 Intellectual Property"
+    assert sections["9.2.1"] == f"{title} > 9 Intellectual Property > 9.2 Licenses to Improvements"
+    # a wrapped line that starts with a number and a list numbered from 1 do not end the heading
+    assert sections["37.0"] == sections["1."] == sections["9.2.1"]
+    assert sections["9.3"] == f"{title} > 9 Intellectual Property"  # 9.2 ends; 9 goes on
+    assert sections["16.2"] == title  # both end
+    for chunk in chunk_document(document, counter, 100, "h"):
+        assert document.text[chunk.start : chunk.end] == chunk.text
+
+
 def test_long_sections_split_at_paragraphs_then_sentences(tmp_path: Path, counter: TokenCounter) -> None:
     paragraph = " ".join(f"Rule {n} says the limit is ${n},000 for role {n}." for n in range(30))
     text = "# Manual\n\n## Limits\n\n" + "\n\n".join([paragraph] * 3) + "\n"
