@@ -29,10 +29,11 @@ _ITEM = re.compile(
     r"|\d{1,3}(?:\.\d{1,3})+|(?:Section|Article|Clause|SECTION|ARTICLE|CLAUSE)\s+[\dIVXLC]+(?:\.\d+)*)(?=\s+\S)"
 )
 _NUMBER = re.compile(r"(?:(?:Section|Article|Clause|SECTION|ARTICLE|CLAUSE)\s+)?(?P<number>\d{1,3}(?:\.\d{1,3})*)\b")
-# A line that opens with a clause number and then a capital: "16.2 Applicable Law. …", "ARTICLE 8 - TERM"
+# A line that opens with a clause number and then a capital: "16.2 Applicable Law. …", "ARTICLE 8 - TERM" (not a
+# cross-reference such as "Section 8 (Risk of Loss)")
 _NUMBERED_LINE = re.compile(
     r"(?<=\n)[ \t]*(?P<clause>(?:(?:Section|Article|Clause|SECTION|ARTICLE|CLAUSE)[ \t]+)?\d{1,3}(?:\.\d{1,3})*\.?)"
-    r"[ \t]+(?=[\"'(A-Z])"
+    r"[ \t]+(?=[\"'A-Z])"
 )
 NEARBY = 3  # how many chunks on each side a chunk lists as `nearby` (how far a passage can grow)
 BLOCK_TOKENS = 128  # a longer block (paragraph or clause) is cut into pieces of about this size, at sentences
@@ -98,15 +99,21 @@ def _opens_paragraph(text: str, line_start: int) -> bool:
 
 def _scoped(document: Document, stack: list[Heading], start: int, end: int) -> Iterator[tuple[str, int, int]]:
     """The body text[start:end] under `stack`, cut where a numbered paragraph ends numbered headings on it
-    (they leave `stack`)."""
+    (they leave `stack`). A whole number that goes on a list ("1.", "2.", then "3.") ends nothing."""
     text = document.text
+    if not any(_number(heading.title) for heading in stack):  # nothing to end: no scan
+        yield _path(document, stack), start, end
+        return
+    last: int | None = None  # the last whole number seen: "3." right after "2." goes on a numbered list
     for match in _NUMBERED_LINE.finditer(text, start, end):
-        if not _opens_paragraph(text, match.start()):
-            continue
         number = _number(match.group("clause"))
+        if number is None or not _opens_paragraph(text, match.start()):
+            continue
+        listed = len(number) == 1 and last is not None and number[0] == last + 1
+        last = number[0] if len(number) == 1 else last
         escaped = [
             index for index, heading in enumerate(stack)
-            if (own := _number(heading.title)) is not None and number is not None and _past(number, own)
+            if not listed and (own := _number(heading.title)) is not None and _past(number, own)
         ]  # fmt: skip
         if escaped:
             cut = match.start("clause")

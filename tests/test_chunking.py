@@ -54,6 +54,15 @@ def test_a_numbered_heading_ends_at_a_paragraph_numbered_past_it(tmp_path: Path,
         assert document.text[chunk.start : chunk.end] == chunk.text
 
 
+def test_a_numbered_list_does_not_end_the_numbered_heading_it_is_under(tmp_path: Path, counter: TokenCounter) -> None:
+    text = "# Manual\n\n## 2 Scope\n\n1. Claims.\n2. Complaints.\n3. Refunds.\n\n3. Next Part. Its own text.\n"
+    document = load_document(write(tmp_path / "manual.md", text), tmp_path)
+    sections = {chunk.text.split(" ")[-1]: chunk.section for chunk in chunk_document(document, counter, 100, "h")}
+    assert sections["Claims."] == sections["Refunds."] == "Manual > 2 Scope"
+    # a second "3." cannot go on the list: it ends "2 Scope" (a sample corpus of Markdown keeps its sections)
+    assert sections["text."] == "Manual"
+
+
 def test_long_sections_split_at_paragraphs_then_sentences(tmp_path: Path, counter: TokenCounter) -> None:
     paragraph = " ".join(f"Rule {n} says the limit is ${n},000 for role {n}." for n in range(30))
     text = "# Manual\n\n## Limits\n\n" + "\n\n".join([paragraph] * 3) + "\n"
