@@ -59,7 +59,7 @@ def test_a_numbered_list_does_not_end_the_numbered_heading_it_is_under(tmp_path:
     document = load_document(write(tmp_path / "manual.md", text), tmp_path)
     sections = {chunk.text.split(" ")[-1]: chunk.section for chunk in chunk_document(document, counter, 100, "h")}
     assert sections["Claims."] == sections["Refunds."] == "Manual > 2 Scope"
-    # a second "3." cannot go on the list: it ends "2 Scope" (a sample corpus of Markdown keeps its sections)
+    # a second "3." does not go on the list: it is the next part, and ends "2 Scope"
     assert sections["text."] == "Manual"
 
 
