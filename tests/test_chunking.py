@@ -100,7 +100,11 @@ def test_sample_corpus_chunks_respect_the_configured_maximum(counter: TokenCount
             assert chunk.section.startswith(document.title)
 
 
-_pieces = st.sampled_from(list("abc xyz.!?\n\t,;:-éß漢字🙂") + ["<|endoftext|>", "<|im_start|>", "\n\n## H\n\n"])
+_HEADINGS = ("\n\n## H\n\n", "\n\n## 9.2 H\n\n")  # a numbered one, ended by the numbered paragraphs below
+_pieces = st.sampled_from(
+    list("abc xyz.!?\n\t,;:-éß漢字🙂")
+    + ["<|endoftext|>", "<|im_start|>", *_HEADINGS, "\n\n9.3 Ab", "\n\n10. Cd", "\n\n2. Ef", "\n\n9.2.1 Gh"]
+)
 _text = st.lists(st.one_of(_pieces, st.text(max_size=40)), max_size=400).map("".join)
 
 
@@ -108,7 +112,10 @@ _text = st.lists(st.one_of(_pieces, st.text(max_size=40)), max_size=400).map("".
 @given(text=_text, max_tokens=st.integers(min_value=4, max_value=200))  # one character is <= 4 tokens
 def test_property_chunks_are_bounded_exact_slices(counter: TokenCounter, text: str, max_tokens: int) -> None:
     headings = tuple(
-        Heading(2, "H", index + 2, index + 7) for index in range(len(text)) if text.startswith("\n\n## H\n\n", index)
+        Heading(2, marker.strip("\n# "), index + 2, index + len(marker) - 1)
+        for index in range(len(text))
+        for marker in _HEADINGS
+        if text.startswith(marker, index)
     )
     document = Document("x.md", "/", "Doc", text, headings)
     chunks = chunk_document(document, counter, max_tokens, "hash")
