@@ -24,15 +24,16 @@ _SENTENCE_BREAK = re.compile(r"(?<=[.!?;:])\s+|\n")
 _LINE_BREAK = re.compile(r"\n")
 # A line that starts a list item or a numbered clause: "- x", "• x", "3. x", "2) x", "(b) x", "iv) x", "12.3 x",
 # "Section 4.", "Article II". The number (or bullet) is the block's `clause`.
+_CLAUSE_WORD = r"(?:Section|Article|Clause|SECTION|ARTICLE|CLAUSE)"
 _ITEM = re.compile(
     r"[ \t]*(?P<clause>[-*•◦▪‣–]|\(?(?:\d{1,3}(?:\.\d{1,3})*|[a-zA-Z]|[ivxlcdmIVXLCDM]{1,6})[.)]"
-    r"|\d{1,3}(?:\.\d{1,3})+|(?:Section|Article|Clause|SECTION|ARTICLE|CLAUSE)\s+[\dIVXLC]+(?:\.\d+)*)(?=\s+\S)"
+    r"|\d{1,3}(?:\.\d{1,3})+|" + _CLAUSE_WORD + r"\s+[\dIVXLC]+(?:\.\d+)*)(?=\s+\S)"
 )
-_NUMBER = re.compile(r"(?:(?:Section|Article|Clause|SECTION|ARTICLE|CLAUSE)\s+)?(?P<number>\d{1,3}(?:\.\d{1,3})*)\b")
+_NUMBER = re.compile(r"(?:" + _CLAUSE_WORD + r"\s+)?(?P<number>\d{1,3}(?:\.\d{1,3})*)\b")
 # A line that opens with a clause number and then a capital: "16.2 Applicable Law. …", "ARTICLE 8 - TERM" (not a
 # cross-reference such as "Section 8 (Risk of Loss)")
 _NUMBERED_LINE = re.compile(
-    r"(?<=\n)[ \t]*(?P<clause>(?:(?:Section|Article|Clause|SECTION|ARTICLE|CLAUSE)[ \t]+)?\d{1,3}(?:\.\d{1,3})*\.?)"
+    r"(?<=\n)[ \t]*(?P<clause>(?:" + _CLAUSE_WORD + r"[ \t]+)?\d{1,3}(?:\.\d{1,3})*\.?)"
     r"[ \t]+(?=[\"'A-Z])"
 )
 NEARBY = 3  # how many chunks on each side a chunk lists as `nearby` (how far a passage can grow)
@@ -101,7 +102,8 @@ def _scoped(document: Document, stack: list[Heading], start: int, end: int) -> I
     """The body text[start:end] under `stack`, cut where a numbered paragraph ends numbered headings on it
     (they leave `stack`). A whole number that goes on a list ("1.", "2.", then "3.") ends nothing."""
     text = document.text
-    if not any(_number(heading.title) for heading in stack):  # nothing to end: no scan
+    numbers = [_number(heading.title) for heading in stack]
+    if not any(numbers):  # nothing to end: no scan
         yield _path(document, stack), start, end
         return
     last: int | None = None  # the last whole number seen: "3." right after "2." goes on a numbered list
@@ -111,16 +113,14 @@ def _scoped(document: Document, stack: list[Heading], start: int, end: int) -> I
             continue
         listed = len(number) == 1 and last is not None and number[0] == last + 1
         last = number[0] if len(number) == 1 else last
-        escaped = [
-            index for index, heading in enumerate(stack)
-            if not listed and (own := _number(heading.title)) is not None and _past(number, own)
-        ]  # fmt: skip
-        if escaped:
-            cut = match.start("clause")
-            if cut > start:
-                yield _path(document, stack), start, cut
-            del stack[escaped[0] :]
-            start = cut
+        ended = next((i for i, own in enumerate(numbers) if own is not None and _past(number, own)), None)
+        if listed or ended is None:
+            continue
+        cut = match.start("clause")
+        if cut > start:
+            yield _path(document, stack), start, cut
+        del stack[ended:], numbers[ended:]
+        start = cut
     yield _path(document, stack), start, end
 
 
