@@ -38,6 +38,7 @@ _NUMBERED_LINE = re.compile(
 )
 NEARBY = 3  # how many chunks on each side a chunk lists as `nearby` (how far a passage can grow)
 BLOCK_TOKENS = 128  # a longer block (paragraph or clause) is cut into pieces of about this size, at sentences
+LEAD_CHARACTERS = 1_000  # a chunk records the whitespace before it (its `lead`) up to this length
 MAX_BLOCK_CHUNKS = 12  # at most this many block mates listed in `nearby`
 
 Span = tuple[int, int]
@@ -282,6 +283,7 @@ def iter_chunks(
     seen: Counter[str] = Counter()
     first: set[bytes] = set()  # repeats=False: the digests of the passages yielded so far
     ordinal = 0
+    previous_end: int | None = None  # where the last yielded chunk ends
     pieces = (
         (section, piece)
         for section, body_start, body_end in sections(document)
@@ -303,6 +305,7 @@ def iter_chunks(
                 first.add(digest)
                 nth = 1
             chunk_id = sha256(f"{document.source}\x00{doc_hash}\x00{content_hash}\x00{nth}")[:32]
+            lead = "" if previous_end is None else document.text[previous_end:start]
             yield Chunk(
                 id=chunk_id,
                 source=document.source,
@@ -320,8 +323,10 @@ def iter_chunks(
                 block=block,
                 clause=clause,
                 new_line=_starts_line(document.text, start, piece_start),
+                lead=lead if len(lead) <= LEAD_CHARACTERS and not lead.strip() else "",
             )
             ordinal += 1
+            previous_end = end
 
 
 def with_nearby(chunks: list[Chunk]) -> list[Chunk]:

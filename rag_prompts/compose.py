@@ -47,6 +47,19 @@ def _cut(first: Chunk, second: Chunk) -> bool:
     return not second.new_line and not _SENTENCE_END.search(first.text)
 
 
+def joined(first: Chunk, second: Chunk) -> bool:
+    """Whether `second` follows `first` in one section with only its recorded whitespace between them: the
+    message then carries that whitespace too, and the two read as the document's own text."""
+    return (
+        first.ordinal >= 0
+        and second.ordinal == first.ordinal + 1
+        and second.source == first.source
+        and second.section == first.section
+        and bool(second.lead)
+        and first.end + len(second.lead) == second.start
+    )
+
+
 RECLAIM_ROUNDS = 1  # more passes that pack into the tokens the costs' upper bound overstated (a second adds ~.001)
 LOOKAHEAD = 8  # passages whose block mates are fetched in one lookup
 
@@ -78,8 +91,9 @@ def compose_message(
     """Pack passages from up to `k` of `hits` (best first) after `base_message` within `budget` tokens.
 
     With `merge`, the chunks of one document share one fenced block (its source named once): in document order,
-    a short section label where the section changes, chunks of one paragraph joined by a space, adjacent ones by a
-    line break and gaps marked with `[…]`. Without it, every chunk gets its own block.
+    a short section label where the section changes, adjacent chunks of one section joined by the document's own
+    whitespace between them (a space or a line break when a store did not record it) and gaps marked with `[…]`.
+    Without it, every chunk gets its own block.
 
     `neighbours`, when given, is called with upcoming passages and returns scored chunks near them (their block
     mates and the chunks on either side): passages take their whole block, then grow while budget is left.
@@ -117,12 +131,16 @@ def compose_message(
         hit, cost, _, _ = included.pop()
         dropped.append(_dropped(hit, cost, "trimmed: the whole message exceeded the budget"))
         message, tokens = _assemble(base, header_part, included, layout, counter)
+    leading = _joined_ids(included, layout)
     return ComposedPrompt(
         system_message=message,
         tokens=tokens,
         budget=budget,
         encoding=counter.encoding_name,
-        chunks=tuple(_included(hit, cost, context, layout.pinned) for hit, cost, _, context in included),
+        chunks=tuple(
+            _included(hit, cost, context, layout.pinned, hit.chunk.id in leading)
+            for hit, cost, _, context in included
+        ),
         dropped=tuple(dropped),
         base_message=base,
         header=header,
@@ -261,7 +279,8 @@ class _Packing:
                 total += counter.count(self.layout.label(chunk))
                 sections.add((chunk.source, chunk.section))
             adjacent = (chunk.source, chunk.ordinal - 1) in places or (chunk.source, chunk.ordinal + 1) in places
-            total += counter.count(("\n" if adjacent else GAP) + neutralise(chunk.text))
+            joint = chunk.lead if (chunk.source, chunk.ordinal - 1) in places and chunk.lead else "\n"
+            total += counter.count((joint if adjacent else GAP) + neutralise(chunk.text))
             places.add((chunk.source, chunk.ordinal))
         return total
 
@@ -320,25 +339,47 @@ def _assemble(
 ) -> tuple[str, int]:
     if not included:
         return base, counter.count(base)
-    groups: dict[str, list[Hit]] = {}
-    for hit, _, _, _ in included:
-        key = hit.chunk.source if layout.merge else hit.chunk.id
-        groups.setdefault(("pin:" if hit.chunk.id in layout.pinned else "") + key, []).append(hit)
+    groups = _groups(included, layout)
     blocks = "".join(BLOCK_SEPARATOR + render_block(group, layout.template) for group in groups.values())
     message = base + header_part + blocks
     return message, counter.count(message)
 
 
+def _groups(included: Sequence[tuple[Hit, int, int, bool]], layout: _Layout) -> dict[str, list[Hit]]:
+    """The placed chunks by fenced block: one per document (or per chunk without `merge`), pins apart."""
+    groups: dict[str, list[Hit]] = {}
+    for hit, _, _, _ in included:
+        key = hit.chunk.source if layout.merge else hit.chunk.id
+        groups.setdefault(("pin:" if hit.chunk.id in layout.pinned else "") + key, []).append(hit)
+    return groups
+
+
+def _in_document_order(hits: Sequence[Hit]) -> list[Hit]:
+    return sorted(hits, key=lambda hit: (hit.chunk.start, hit.chunk.ordinal))
+
+
+def _joined_ids(included: Sequence[tuple[Hit, int, int, bool]], layout: _Layout) -> set[str]:
+    """Ids of the placed chunks the message joins to the chunk before them with their recorded whitespace."""
+    found: set[str] = set()
+    for group in _groups(included, layout).values():
+        ordered = _in_document_order(group)
+        found.update(b.chunk.id for a, b in zip(ordered, ordered[1:], strict=False) if joined(a.chunk, b.chunk))
+    return found
+
+
 def render_block(hits: Sequence[Hit], template: str) -> str:
     """One fenced block for chunks of one document, in document order: a label where the section changes,
-    chunks of one line of a paragraph joined by a space, other adjacent ones by a line break, gaps marked."""
-    ordered = sorted(hits, key=lambda hit: (hit.chunk.start, hit.chunk.ordinal))
+    adjacent chunks joined by their recorded whitespace (else a space within a line of a paragraph, a line break
+    otherwise), gaps marked."""
+    ordered = _in_document_order(hits)
     parts: list[str] = []
     previous: Chunk | None = None
     for hit in ordered:
         chunk = hit.chunk
         adjacent = previous is not None and previous.ordinal >= 0 and chunk.ordinal == previous.ordinal + 1
-        if previous is not None:
+        if previous is not None and joined(previous, chunk):
+            parts.append(neutralise(chunk.lead))
+        elif previous is not None:
             same_line = adjacent and chunk.block >= 0 and chunk.block == previous.block and not chunk.new_line
             parts.append(" " if same_line else "\n" if adjacent else GAP)
         if previous is None or chunk.section != previous.section:
@@ -351,13 +392,16 @@ def render_block(hits: Sequence[Hit], template: str) -> str:
     return template.format(source=_attribute(ordered[0].chunk.source), text="".join(parts))
 
 
-def _included(hit: Hit, cost: int, context: bool, pinned: frozenset[str] = frozenset()) -> IncludedChunk:
+def _included(
+    hit: Hit, cost: int, context: bool, pinned: frozenset[str] = frozenset(), with_lead: bool = False
+) -> IncludedChunk:
+    """What the message carries of `hit`: its text, and the whitespace before it when it is joined with that."""
     chunk = hit.chunk
     score = round(hit.score, 4)
     is_pin = chunk.id in pinned
     return IncludedChunk(
-        chunk.id, chunk.source, chunk.section, chunk.start, chunk.end, score, cost, context and not is_pin,
-        chunk.doc_hash, is_pin,
+        chunk.id, chunk.source, chunk.section, chunk.start - len(chunk.lead) * with_lead, chunk.end, score, cost,
+        context and not is_pin, chunk.doc_hash, is_pin,
     )  # fmt: skip
 
 

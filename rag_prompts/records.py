@@ -53,6 +53,7 @@ class Chunk:
     block: int = -1  # which block (paragraph, list item, clause, or a piece of a long one) of the document it is in
     clause: str = ""  # the list marker or clause number its block starts with ("12.3", "(b)"), if any
     new_line: bool = False  # whether it starts a new line inside its block (a table row, a wrapped line)
+    lead: str = ""  # the whitespace between the previous stored chunk of its document and it, if only that
 
     @property
     def embedding_text(self) -> str:
@@ -76,7 +77,7 @@ class IncludedChunk:
     id: str
     source: str
     section: str
-    start: int
+    start: int  # includes the whitespace before the chunk when the message joins it to the one before
     end: int
     score: float
     tokens: int

@@ -364,6 +364,7 @@ def _metadata(chunk: Chunk) -> dict[str, Any]:
                 "block": chunk.block,
                 "clause": chunk.clause,
                 "new_line": chunk.new_line,
+                "lead": chunk.lead,
             }
         ).decode(),
     }
@@ -399,6 +400,7 @@ def _chunk(chunk_id: str, text: str, metadata: dict[str, Any]) -> Chunk:
         block=int(fields.get("block", -1)),
         clause=str(fields.get("clause", "")),
         new_line=bool(fields.get("new_line", False)),
+        lead=str(fields.get("lead", "")),
     )
 
 

@@ -12,7 +12,7 @@ import time
 import urllib.request
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -123,12 +123,19 @@ def chroma_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def distinct(chunks: Sequence[Chunk]) -> list[Chunk]:
     """The whole-list way to store repeats once (each passage at its first place, positions and `nearby`
-    renumbered): the reference the streamed ingest (`iter_chunks(repeats=False)` + `slices`) is compared with."""
+    renumbered, no lead after a dropped repeat): the reference the streamed ingest (`iter_chunks(repeats=False)` +
+    `slices`) is compared with."""
     first: dict[str, Chunk] = {}
     for chunk in chunks:
         first.setdefault(chunk.content_hash, chunk)
     kept = list(first.values())
-    return list(chunks) if len(kept) == len(chunks) else with_nearby(kept)
+    if len(kept) == len(chunks):
+        return list(chunks)
+    led = [kept[0]] + [
+        chunk if before.end + len(chunk.lead) == chunk.start else replace(chunk, lead="")
+        for before, chunk in zip(kept, kept[1:], strict=False)
+    ]
+    return with_nearby(led)
 
 
 def dense_and_weighted(

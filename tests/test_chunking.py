@@ -242,3 +242,18 @@ def test_block_texts_of_a_slice_equal_those_of_the_whole_document(tmp_path: Path
         part = block_texts(chunks, starts, range(first, min(first + 7, len(chunks))))
         assert part.items() <= whole.items()
         assert {chunks[i].block for i in range(first, min(first + 7, len(chunks)))} <= part.keys()
+
+
+def test_a_chunk_records_the_whitespace_before_it_and_nothing_past_a_skipped_repeat() -> None:
+    """The lead is the document's whitespace since the last stored chunk; ingest skips a repeated passage, and the
+    chunk after it then records no lead (text lies between them)."""
+    from rag_prompts.chunking import iter_chunks
+    from rag_prompts.tokens import token_counter
+
+    text = "Notice is due in 10 days.\n\nSigned.\n\nNotice is due in 10 days.\n\n\tFees are paid monthly."
+    document = Document("r.txt", "/", "R", text)
+    stored = list(iter_chunks(document, token_counter("gpt-4"), 40, "h", repeats=False))
+    assert [chunk.text for chunk in stored] == ["Notice is due in 10 days.", "Signed.", "Fees are paid monthly."]
+    assert [chunk.lead for chunk in stored] == ["", "\n\n", ""]
+    every = list(iter_chunks(document, token_counter("gpt-4"), 40, "h"))
+    assert [chunk.lead for chunk in every] == ["", "\n\n", "\n\n", "\n\n\t"]

@@ -293,3 +293,32 @@ def test_the_budget_the_parts_overstate_is_packed_too() -> None:
     exact = compose_message("Base.", document[:1], k=1, budget=budget, counter=COUNTER, neighbours=lambda p: document)
     assert len(exact.chunks) == 12 and exact.tokens == whole.tokens
     assert sum(chunk.tokens for chunk in exact.chunks) > budget  # the upper bound alone would have stopped short
+
+
+def test_adjacent_chunks_carry_the_whitespace_between_them_and_claim_it() -> None:
+    """Chunks that follow each other in one section are joined by the document's own whitespace (a paragraph
+    break, a double space): the message holds the span from the first to the last verbatim, and the claimed
+    offsets cover that whitespace. A chunk after a gap claims only its own text."""
+    from rag_prompts.chunking import chunk_document
+    from rag_prompts.records import Document
+
+    text = (
+        "Claims over 5,000 need a second approver.  Refunds are paid within 10 days.\n\n"
+        "Appeals go to the review board.\n   \nThe board answers within 30 days.\n\n"
+        + "Filler sentence number one here. " * 12
+        + "\n\nLast paragraph about retention of records for seven years."
+    )
+    chunks = chunk_document(Document("p.txt", "/", "P", text), COUNTER, 12, "d")
+    assert [chunk.lead for chunk in chunks][:4] == ["", "  ", "\n\n", "\n   \n"]
+    for before, chunk in zip(chunks, chunks[1:], strict=False):
+        between = text[before.end : chunk.start]
+        assert chunk.lead == (between if not between.strip() else "")
+    picked = [*chunks[:4], chunks[-1]]
+    prompt = compose_message("Base.", [Hit(chunk, 0.9 - n / 100) for n, chunk in enumerate(picked)], k=5,
+                             budget=4000, counter=COUNTER)  # fmt: skip
+    assert text[chunks[0].start : chunks[3].end] in prompt.system_message
+    claims = {included.id: included for included in prompt.chunks}
+    assert [claims[chunk.id].start for chunk in chunks[1:4]] == [chunk.end for chunk in chunks[:3]]
+    assert claims[chunks[-1].id].start == chunks[-1].start  # after a gap: its own text only
+    for included in prompt.chunks:
+        assert neutralise(text[included.start : included.end]) in prompt.system_message

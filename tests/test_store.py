@@ -154,10 +154,12 @@ def _full_chunk(chunk_id: str = "c1") -> Chunk:
 
 
 def test_every_chunk_field_survives_the_store(tmp_path: Path) -> None:
+    from dataclasses import replace
+
     import numpy as np
 
     store = open_store(str(tmp_path), "policies", "m", 3)
-    chunk = _full_chunk()
+    chunk = replace(_full_chunk(), block=4, clause="(b)", new_line=True, lead="\n \n")
     store.add([chunk], np.asarray([[1.0, 0.0, 0.0]], dtype=np.float32))
     assert store.chunks([chunk.id]) == [chunk]
     assert store.query(np.asarray([1.0, 0.0, 0.0], dtype=np.float32), 1, tags=["motor"])[0].chunk == chunk
