@@ -47,7 +47,7 @@ def _cut(first: Chunk, second: Chunk) -> bool:
     return not second.new_line and not _SENTENCE_END.search(first.text)
 
 
-def joined(first: Chunk, second: Chunk) -> bool:
+def _joined(first: Chunk, second: Chunk) -> bool:
     """Whether `second` follows `first` in one section with only its recorded whitespace between them: the
     message then carries that whitespace too, and the two read as the document's own text."""
     return (
@@ -363,7 +363,7 @@ def _joined_ids(included: Sequence[tuple[Hit, int, int, bool]], layout: _Layout)
     found: set[str] = set()
     for group in _groups(included, layout).values():
         ordered = _in_document_order(group)
-        found.update(b.chunk.id for a, b in zip(ordered, ordered[1:], strict=False) if joined(a.chunk, b.chunk))
+        found.update(b.chunk.id for a, b in zip(ordered, ordered[1:], strict=False) if _joined(a.chunk, b.chunk))
     return found
 
 
@@ -377,7 +377,7 @@ def render_block(hits: Sequence[Hit], template: str) -> str:
     for hit in ordered:
         chunk = hit.chunk
         adjacent = previous is not None and previous.ordinal >= 0 and chunk.ordinal == previous.ordinal + 1
-        if previous is not None and joined(previous, chunk):
+        if previous is not None and _joined(previous, chunk):
             parts.append(neutralise(chunk.lead))
         elif previous is not None:
             same_line = adjacent and chunk.block >= 0 and chunk.block == previous.block and not chunk.new_line
@@ -399,9 +399,10 @@ def _included(
     chunk = hit.chunk
     score = round(hit.score, 4)
     is_pin = chunk.id in pinned
+    start = chunk.start - len(chunk.lead) if with_lead else chunk.start
     return IncludedChunk(
-        chunk.id, chunk.source, chunk.section, chunk.start - len(chunk.lead) * with_lead, chunk.end, score, cost,
-        context and not is_pin, chunk.doc_hash, is_pin,
+        chunk.id, chunk.source, chunk.section, start, chunk.end, score, cost, context and not is_pin, chunk.doc_hash,
+        is_pin,
     )  # fmt: skip
 
 
