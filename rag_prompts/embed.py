@@ -126,6 +126,7 @@ class SentenceTransformerEmbedder:
         self._query_cache: OrderedDict[str, QueryEncoding] = OrderedDict()
         self._query_cache_size = query_cache_size
         self._query_cache_lock = threading.Lock()
+        self._pieces: dict[str, int] = {}
         if precision == "bf16":
             _check_bf16(self.device)
         self._query_encoder = self._onnx_query_encoder("onnx" if precision == "int8" else backend, location)
@@ -197,6 +198,15 @@ class SentenceTransformerEmbedder:
         import torch
 
         return torch.autocast(self._model.device.type, dtype=torch.bfloat16)
+
+    def pieces(self, word: str) -> int:
+        """How many tokens the model's tokenizer splits `word` into (see `wording`)."""
+        count = self._pieces.get(word)
+        if count is None:
+            count = self._pieces[word] = len(self._model.tokenizer.tokenize(word))
+            if len(self._pieces) > 100_000:  # a long-running process meets many words: start over
+                self._pieces.clear()
+        return count
 
     def embed_query(self, text: str) -> np.ndarray:
         """One query vector; recent queries are cached (agents recompose for the same task every turn)."""

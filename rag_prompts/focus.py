@@ -20,7 +20,7 @@ import numpy as np
 import orjson
 
 from .centring import centred
-from .lexical import STOP_WORDS, WORD, stem, terms
+from .lexical import STOP_WORDS, WORD, content_words, stem
 from .records import Chunk
 
 RUNGS = (0.1, 0.05, 0.025, 0.0125)  # store shares below which a task word is pooled into the focus
@@ -28,21 +28,33 @@ FLOOR = 0.005  # a term in fewer than this share of a document's chunks is left 
 
 
 class TermCounts:
-    """How many of one document's chunks each stemmed term occurs in, as its chunks are written."""
+    """How many of one document's chunks each stemmed term, and each word as written (lowercased), occurs in, as its
+    chunks are written. The words tell which form of a stem the document uses (see `wording`)."""
 
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
+        self.words: Counter[str] = Counter()
         self.chunks = 0
 
     def add(self, chunks: Iterable[Chunk]) -> None:
         for chunk in chunks:
-            self.counts.update(set(terms(f"{chunk.section} {chunk.text}")))
+            words = set(content_words(f"{chunk.section} {chunk.text}"))
+            self.words.update(words)
+            self.counts.update({stem(word) for word in words})
             self.chunks += 1
 
     def text(self) -> str:
-        """The counts a record keeps (JSON): terms in at least `FLOOR` of the chunks, or in any of a small document."""
+        """The term counts a record keeps (JSON): terms in at least `FLOOR` of the chunks, or in any of a small
+        document."""
+        return self._kept(self.counts)
+
+    def words_text(self) -> str:
+        """The word counts a record keeps (JSON), cut at the same floor."""
+        return self._kept(self.words)
+
+    def _kept(self, counts: Counter[str]) -> str:
         least = max(1, math.floor(FLOOR * self.chunks))
-        kept = {term: count for term, count in sorted(self.counts.items()) if count >= least}
+        kept = {term: count for term, count in sorted(counts.items()) if count >= least}
         return orjson.dumps(kept).decode("utf-8")
 
 

@@ -47,8 +47,8 @@ CHUNKER_VERSION = 9  # 2: ordinals; 3: context-aware vectors; 4: repeats stored 
 # 7: contents entries, body lines and table rows are not headings; 8: a numbered heading ends at a paragraph numbered
 # past it; 9: each chunk records the whitespace before it
 EMBED_BATCH = 256
-RECORD_META = 3  # what a record holds beyond the version (1: dating, 2: vector sum, 3: term counts); an older one
-# is relabelled once
+RECORD_META = 4  # what a record holds beyond the version (1: dating, 2: vector sum, 3: term counts, 4: word counts);
+# an older one is relabelled once
 GROUP_CHUNKS = 1024  # chunks embedded and written together: small documents are grouped, large ones sliced
 
 
@@ -357,8 +357,8 @@ class _Ingest:
         return todos, finish, vanished
 
     def _relabel(self, file: Path, root: Path, record: DocumentRecord) -> DocumentRecord:
-        """Give a record written before it held the document's dating, vector sum and term counts those (the chunks
-        stay as they are)."""
+        """Give a record written before it held the document's dating, vector sum, term and word counts those (the
+        chunks stay as they are)."""
         try:
             document = load_document(file, root)
         except LoadError as error:
@@ -368,11 +368,12 @@ class _Ingest:
         if not record.vector_sum:
             total.add(self.store.version_vectors(record.source, record.doc_hash))
         counts = TermCounts()
-        if not record.terms:
+        if not (record.terms and record.words):
             counts.add(self.store.version_chunks(record.source, record.doc_hash))
         relabelled = replace(
             record, effective=document.effective, expires=document.expires, superseded_by=document.superseded_by,
             meta=RECORD_META, vector_sum=record.vector_sum or total.text(), terms=record.terms or counts.text(),
+            words=record.words or counts.words_text(),
         )  # fmt: skip
         self._put([relabelled])
         return relabelled
@@ -537,7 +538,7 @@ class _Ingest:
             chunks=count, tokens=tokens,
             effective=dated.effective if dated else "", expires=dated.expires if dated else "",
             superseded_by=dated.superseded_by if dated else "", meta=RECORD_META, digest=ids,
-            vector_sum=total.text(), terms=counts.text(),
+            vector_sum=total.text(), terms=counts.text(), words=counts.words_text(),
         )  # fmt: skip
         self._put([record])
         self.report.chunks_written += written

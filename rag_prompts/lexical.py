@@ -43,9 +43,14 @@ def stem(word: str) -> str:
     return str(stemmer.stemWord(word))
 
 
+def content_words(text: str) -> list[str]:
+    """The words of `text` lowercased, two letters or more, common function words left out."""
+    return [word for word in WORD.findall(text.lower()) if word not in STOP_WORDS]
+
+
 def terms(text: str) -> list[str]:
-    """The words BM25 counts, stemmed: lowercased, two letters or more, common function words left out."""
-    return [stem(word) for word in WORD.findall(text.lower()) if word not in STOP_WORDS]
+    """The words BM25 counts, stemmed (see `content_words`)."""
+    return [stem(word) for word in content_words(text)]
 
 
 @lru_cache(maxsize=8192)

@@ -50,6 +50,7 @@ class DocumentRecord:
     vector_sum: str = ""  # the sum of its committed chunks' vectors (`centring.encode`); "" in older records
     digest: str = ""  # of the committed version's chunk ids (see `integrity`); "" in records written before it
     terms: str = ""  # the chunks each stemmed term occurs in (`focus.TermCounts`); "" in older records
+    words: str = ""  # the chunks each word occurs in, as written (`focus.TermCounts`); "" in older records
 
     @property
     def committed(self) -> bool:

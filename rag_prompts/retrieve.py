@@ -13,12 +13,14 @@ from .lexical import POOL, rerank
 from .records import Hit
 from .regions import lift
 from .store import ChunkStore
+from .wording import in_store_words
 
 
 class Retriever:
     """Dense retrieval over one store with one embedder (cosine similarity, best first), the query first centred
     on the store's mean chunk vector by the centring weight (see `centring`) and leaning towards its words that
-    are rare in the store by the focus weight (see `focus`). With a lexical, region or document
+    are rare in the store by the focus weight (see `focus`), its words the model does not know written as the
+    store writes them (see `wording`). With a lexical, region or document
     weight, the top `lexical.POOL` dense candidates are reordered before the best n are kept: by dense score +
     lexical weight x BM25, then + region weight x the best nearby candidate + document weight x the best candidate
     of the same document (`regions.lift`)."""
@@ -43,6 +45,9 @@ class Retriever:
 
     def query_vector(self, query: str) -> np.ndarray:
         """The vector `query` is searched and its passages' neighbours scored with."""
+        pieces = getattr(self.embedder, "pieces", None)
+        if pieces is not None:
+            query = in_store_words(query, self.store.word_forms(), pieces)
         encode = getattr(self.embedder, "encode_query", None) if self.focus_weight else None
         encoding: QueryEncoding | None = encode(query) if encode is not None else None
         vector = encoding.vector if encoding is not None else self.embedder.embed_query(query)

@@ -34,6 +34,7 @@ from .focus import TermCounts, read_counts
 from .manifest import DocumentRecord, Generation, Manifest, manifest_name
 from .records import Chunk, Hit
 from .server_lock import ServerLock
+from .wording import Forms, forms
 
 SCHEMA_VERSION = 2  # 2: fields not filtered on are packed into one JSON metadata value
 _PACKED = "chunk"
@@ -516,6 +517,7 @@ class ChunkStore:
         self._sums: dict[tuple[str, str], tuple[np.ndarray, int]] = {}  # (source, version) -> sum read from chunks
         self._shares: tuple[Mapping[str, DocumentRecord], dict[str, float]] | None = None  # per committed mapping
         self._term_counts: dict[tuple[str, str], TermCounts] = {}  # (source, version) -> term counts read from chunks
+        self._forms: tuple[Mapping[str, DocumentRecord], Forms] | None = None  # per committed mapping
 
     @property
     def embedding_model(self) -> str:
@@ -637,18 +639,34 @@ class ChunkStore:
         totals: Counter[str] = Counter()
         count = 0
         for record in committed.values():
-            if record.terms:
-                totals.update(read_counts(record.terms))
-            else:
-                key = (record.source, record.doc_hash)
-                if key not in self._term_counts:
-                    self._term_counts[key] = counts = TermCounts()
-                    counts.add(self.version_chunks(*key))
-                totals.update(self._term_counts[key].counts)
+            totals.update(read_counts(record.terms) if record.terms else self._counted(record).counts)
             count += record.chunks
         shares = {term: found / count for term, found in totals.items()} if count else {}
         self._shares = (committed, shares)
         return shares
+
+    def word_forms(self) -> Forms:
+        """How many committed chunks each word occurs in as written (lowercased), and each stem's usual word (see
+        `wording`), from the records' word counts; a record written before they were kept has its counts read from
+        its chunks, once per process."""
+        committed = self.committed()
+        cached = self._forms
+        if cached is not None and cached[0] is committed:
+            return cached[1]
+        totals: Counter[str] = Counter()
+        for record in committed.values():
+            totals.update(read_counts(record.words) if record.words else self._counted(record).words)
+        known = forms(totals)
+        self._forms = (committed, known)
+        return known
+
+    def _counted(self, record: DocumentRecord) -> TermCounts:
+        """The term and word counts of a record's committed chunks, read once per process."""
+        key = (record.source, record.doc_hash)
+        if key not in self._term_counts:
+            self._term_counts[key] = counts = TermCounts()
+            counts.add(self.version_chunks(*key))
+        return self._term_counts[key]
 
     def _visible(self, chunk: Chunk) -> bool:
         committed = self._versions.get(chunk.source)

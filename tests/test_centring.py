@@ -67,25 +67,27 @@ def test_the_store_mean_follows_every_commit(tmp_path: Path, embedder: SentenceT
     assert np.allclose(store.mean_vector(), stored_mean(store), atol=1e-6)
 
 
-def test_a_record_without_a_sum_or_term_counts_is_read_from_its_chunks_then_relabelled(
+def test_a_record_without_a_sum_term_or_word_counts_is_read_from_its_chunks_then_relabelled(
     tmp_path: Path, embedder: SentenceTransformerEmbedder
 ) -> None:
     pipeline = make_pipeline(tmp_path, embedder)
     pipeline.ingest([policies(tmp_path)])
-    mean, shares = pipeline.store.mean_vector(), pipeline.store.term_shares()
+    mean, shares, words = pipeline.store.mean_vector(), pipeline.store.term_shares(), pipeline.store.word_forms()
     before = pipeline.store.records()
-    older = [replace(record, vector_sum="", terms="", meta=1) for record in before.values()]
+    older = [replace(record, vector_sum="", terms="", words="", meta=1) for record in before.values()]
     pipeline.store.put_records(older)
     reopened = make_pipeline(tmp_path, embedder)
-    assert not any(record.vector_sum or record.terms for record in reopened.store.records().values())
+    assert not any(record.vector_sum or record.terms or record.words for record in reopened.store.records().values())
     assert np.allclose(reopened.store.mean_vector(), mean, atol=1e-6)
     assert reopened.store.term_shares() == pytest.approx(shares)  # the focus's term shares (see test_focus)
+    assert reopened.store.word_forms() == words  # and the word forms (see test_wording)
     report = reopened.ingest([tmp_path / "docs"])
     assert sorted(report.unchanged) == sorted(before)
     after = reopened.store.records()
     for source, record in before.items():
         assert np.allclose(decode(after[source].vector_sum), decode(record.vector_sum), atol=1e-5)
         assert after[source].terms == record.terms and after[source].meta == record.meta
+        assert after[source].words == record.words
 
 
 def test_search_ranks_by_the_centred_query(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
