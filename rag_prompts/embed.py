@@ -200,10 +200,12 @@ class SentenceTransformerEmbedder:
         return torch.autocast(self._model.device.type, dtype=torch.bfloat16)
 
     def pieces(self, word: str) -> int:
-        """How many tokens the model's tokenizer splits `word` into (see `wording`)."""
+        """How many tokens the model's tokenizer splits `word` into (see `wording`); 1 for a model whose tokenizer
+        does not say (no word of a task is then rewritten)."""
         count = self._pieces.get(word)
         if count is None:
-            count = self._pieces[word] = len(self._model.tokenizer.tokenize(word))
+            tokenize = getattr(getattr(self._model, "tokenizer", None), "tokenize", None)
+            count = self._pieces[word] = len(tokenize(word)) if callable(tokenize) else 1
             if len(self._pieces) > 100_000:  # a long-running process meets many words: start over
                 self._pieces.clear()
         return count
