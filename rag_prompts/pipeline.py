@@ -125,7 +125,8 @@ class Pipeline:
         self, query: str, k: int | None = None, agent: str | None = None, sources: Sequence[str] = ()
     ) -> list[Hit]:
         profile = self.settings.profile(agent)
-        return self.retriever.search(query, k or profile.k, profile.tags, sources)
+        with self.store.one_look():
+            return self.retriever.search(query, k or profile.k, profile.tags, sources)
 
     def compose(
         self,
@@ -150,7 +151,14 @@ class Pipeline:
         self, task: str, profile: ResolvedProfile, sources: Sequence[str] = (), *, as_of: str | date | None = None
     ) -> ComposedPrompt:
         """The system message for `task` under a resolved profile. A blank task gets the base message and pins.
-        `as_of` (else an enclosing `policies_as_of` block, else today) picks the documents in force."""
+        `as_of` (else an enclosing `policies_as_of` block, else today) picks the documents in force. Everything
+        it reads follows one look at the store's manifest."""
+        with self.store.one_look():
+            return self._compose_for(task, profile, sources, as_of)
+
+    def _compose_for(
+        self, task: str, profile: ResolvedProfile, sources: Sequence[str], as_of: str | date | None
+    ) -> ComposedPrompt:
         day = parse_day(as_of) or current_as_of() or today()
         excluded = self.out_of_force(day)
         retriever = self.retriever

@@ -512,6 +512,7 @@ class ChunkStore:
         self._counts: dict[str, int] = {}  # source -> chunks of its committed version
         self._committed: dict[str, DocumentRecord] = {}  # source -> its committed record, as of the last refresh
         self._refresh_lock = threading.Lock()
+        self._looking = threading.local()  # per thread: how deep in `one_look` blocks it is
         self._reopened = 0  # how many times another process's writes made this store open a fresh client
         self._mean: tuple[Mapping[str, DocumentRecord], np.ndarray | None] | None = None  # per committed mapping
         self._sums: dict[tuple[str, str], tuple[np.ndarray, int]] = {}  # (source, version) -> sum read from chunks
@@ -560,8 +561,9 @@ class ChunkStore:
     # -- the manifest -------------------------------------------------------------------------------------
 
     def refresh(self) -> None:
-        """Follow what other processes committed since the last look: one small read when nothing changed."""
-        if self._manifest is None:
+        """Follow what other processes committed since the last look: one small read when nothing changed, and
+        none inside a `one_look` block."""
+        if self._manifest is None or self._depth():
             return
         with _guard(f"reading the manifest of {self.name!r}", self.location):
             generation = self._manifest.generation()
@@ -582,6 +584,22 @@ class ChunkStore:
                 self._size_hint = None
                 self._cache.retain(self._visible)
                 self._token = generation.token
+
+    @contextlib.contextmanager
+    def one_look(self) -> Iterator[None]:
+        """Within the block this thread reads the manifest once, on entry: a compose's search, mean vector, term
+        shares and records all follow one generation, and it pays one manifest read, not five."""
+        depth = self._depth()
+        if not depth:
+            self.refresh()
+        self._looking.depth = depth + 1
+        try:
+            yield
+        finally:
+            self._looking.depth = depth
+
+    def _depth(self) -> int:
+        return int(getattr(self._looking, "depth", 0))
 
     def _reopen(self) -> bool:
         """Open an embedded store afresh after another process wrote to it. Chroma keeps each collection's

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -288,3 +289,41 @@ def test_a_reingest_that_deletes_chunks_gives_compact_something_to_do_again(
     after = pipeline.stats().chunks
     assert store_module.compact_collection(location, collection) == Compaction(after, copied=True)
     assert "$9,000" in pipeline.search("second approver for claims", k=1)[0].chunk.text
+
+
+def test_a_compose_looks_at_the_manifest_once(
+    tmp_path: Path, embedder: SentenceTransformerEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A compose or search reads the manifest's generation once, and everything in it follows that look; another
+    thread, or the next compose, sees what was committed meanwhile."""
+    docs = tmp_path / "docs"
+    write(docs / "claims.md", "# Claims\n\nClaims above the limit are approved by the claims manager.\n")
+    reader = make_pipeline(tmp_path, embedder)
+    reader.ingest([docs])
+    looks: list[str] = []
+    generation = store_module.Manifest.generation
+    monkeypatch.setattr(
+        store_module.Manifest,
+        "generation",
+        lambda self: looks.append("read") or generation(self),  # type: ignore
+    )
+    reader.compose("Who approves claims above the limit?", budget=512)
+    assert len(looks) == 1
+    reader.search("Who approves claims?")
+    assert len(looks) == 2
+
+    writer = make_pipeline(tmp_path, embedder)  # another store object on the same folder
+    write(docs / "refunds.md", "# Refunds\n\nRefunds are paid to the original card within ten days.\n")
+    with reader.store.one_look():
+        writer.ingest([docs])
+        assert not any(source.endswith("refunds.md") for source in reader.store.committed())
+        seen: list[bool] = []
+        other = threading.Thread(
+            target=lambda: seen.append(any(s.endswith("refunds.md") for s in reader.store.committed()))
+        )
+        other.start()
+        other.join()
+        assert seen == [True]  # the block is this thread's alone
+    assert any(source.endswith("refunds.md") for source in reader.store.committed())
+    prompt = reader.compose("How are refunds paid?", budget=512)
+    assert any(chunk.source.endswith("refunds.md") for chunk in prompt.chunks)
