@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
 
+from .loaders import numbered_heading
 from .records import Chunk, Document, Heading
 from .tokens import TokenCounter
 
@@ -36,6 +37,7 @@ _NUMBERED_LINE = re.compile(
     r"(?<=\n)[ \t]*(?P<clause>(?:" + _CLAUSE_WORD + r"[ \t]+)?\d{1,3}(?:\.\d{1,3})*\.?)"
     r"[ \t]+(?=[\"'A-Z])"
 )
+_BULLETS = frozenset("-*•◦▪‣–")  # the list markers `_ITEM` reads that are not numbers
 NEARBY = 3  # how many chunks on each side a chunk lists as `nearby` (how far a passage can grow)
 BLOCK_TOKENS = 128  # a longer block (paragraph or clause) is cut into pieces of about this size, at sentences
 LEAD_CHARACTERS = 1_000  # a chunk records the whitespace before it (its `lead`) up to this length
@@ -252,6 +254,18 @@ def clause_of(text: str) -> str:
     return match.group("clause") if match else ""
 
 
+def numbered_clause(text: str) -> bool:
+    """Whether a block is a numbered clause, read as one unit: its running text opens with a clause number or
+    letter ("7. DISCLOSURES REQUIRED BY LAW. If Recipient …", "(c) If any of the Shares …"), not a bullet. A
+    numbered heading line over a body ("2.1 Registration Information", the body on the next line) titles a
+    section; the body is prose like any other."""
+    marker = clause_of(text)
+    if not marker or marker in _BULLETS:
+        return False
+    first, _, rest = text.strip().partition("\n")
+    return not (rest.strip() and numbered_heading(first))
+
+
 def chunk_document(
     document: Document, counter: TokenCounter, max_tokens: int, doc_hash: str, block_tokens: int = BLOCK_TOKENS
 ) -> list[Chunk]:
@@ -264,6 +278,17 @@ def chunk_document(
     `max_tokens` must be at least 4: one character can take up to 4 byte-level tokens and is never split.
     """
     return with_nearby(list(iter_chunks(document, counter, max_tokens, doc_hash, block_tokens)))
+
+
+def _block_pieces(document: Document, counter: TokenCounter, size: int) -> Iterator[tuple[str, Span, bool, bool]]:
+    """Every block of the document cut into pieces of at most `size` tokens: (section, piece, whether it opens
+    its block, whether its block is a numbered clause cut into more than one piece)."""
+    for section, body_start, body_end in sections(document):
+        for block_start, block_end in blocks(document.text, body_start, body_end):
+            parts = split_span(document.text, block_start, block_end, counter, size)
+            cut_clause = len(parts) > 1 and numbered_clause(document.text[block_start:block_end])
+            for index, part in enumerate(parts):
+                yield section, part, index == 0, cut_clause
 
 
 def iter_chunks(
@@ -284,14 +309,12 @@ def iter_chunks(
     first: set[bytes] = set()  # repeats=False: the digests of the passages yielded so far
     ordinal = 0
     previous_end: int | None = None  # where the last yielded chunk ends
-    pieces = (
-        (section, piece)
-        for section, body_start, body_end in sections(document)
-        for block_start, block_end in blocks(document.text, body_start, body_end)
-        for piece in split_span(document.text, block_start, block_end, counter, max(block_tokens, max_tokens))
-    )
-    for block, (section, (piece_start, piece_end)) in enumerate(pieces):
+    clause_block = -1
+    for block, (section, (piece_start, piece_end), opens, in_clause) in enumerate(
+        _block_pieces(document, counter, max(block_tokens, max_tokens))
+    ):
         clause = clause_of(document.text[piece_start:piece_end])
+        clause_block = -1 if not in_clause else block if opens else clause_block
         for start, end in split_span(document.text, piece_start, piece_end, counter, max_tokens):
             text = document.text[start:end]
             content_hash = sha256(f"{section}\n\n{text}")
@@ -322,6 +345,7 @@ def iter_chunks(
                 ordinal=ordinal,
                 block=block,
                 clause=clause,
+                clause_block=clause_block,
                 new_line=_starts_line(document.text, start, piece_start),
                 lead=lead if len(lead) <= LEAD_CHARACTERS and not lead.strip() else "",
             )

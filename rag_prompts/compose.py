@@ -31,8 +31,9 @@ class Growth:
     """What a chunk next to a placed passage is worth against the next passage's score: inside the passage's block
     (the paragraph or clause it is part of) its own score, so the block grows while its sentences match as well as
     the next passage does; beyond the block less, so other chunks wait until the k passages are placed. The rest of
-    a sentence that a chunk boundary cut is worth at least `continuation` x what its placed part was worth: half a
-    clause ("X grants Y the exclusive right" without "to sell in the Territory") answers little."""
+    a sentence that a chunk boundary cut, and the rest of a long numbered clause cut into pieces (`Chunk.clause_block`),
+    is worth at least `continuation` x what its placed part was worth: half a clause ("X grants Y the exclusive
+    right" without "to sell in the Territory") answers little."""
 
     in_block: float = 0.0
     beyond: float = -1.0
@@ -138,8 +139,7 @@ def compose_message(
         budget=budget,
         encoding=counter.encoding_name,
         chunks=tuple(
-            _included(hit, cost, context, layout.pinned, hit.chunk.id in leading)
-            for hit, cost, _, context in included
+            _included(hit, cost, context, layout.pinned, hit.chunk.id in leading) for hit, cost, _, context in included
         ),
         dropped=tuple(dropped),
         base_message=base,
@@ -322,8 +322,9 @@ class _Packing:
     def _offer(self, placed: Hit, other: Hit, growth: Growth) -> None:
         """Put `other`, beside the placed chunk, on the frontier at what growing into it is worth."""
         same = other.chunk.block >= 0 and other.chunk.block == placed.chunk.block
-        worth = other.score + (growth.in_block if same else growth.beyond)
-        if same and _cut(*sorted((placed.chunk, other.chunk), key=lambda chunk: chunk.ordinal)):
+        clause = not same and placed.chunk.clause_block >= 0 and other.chunk.clause_block == placed.chunk.clause_block
+        worth = other.score + (growth.in_block if same or clause else growth.beyond)
+        if clause or (same and _cut(*sorted((placed.chunk, other.chunk), key=lambda chunk: chunk.ordinal))):
             placed_worth = self.worth[placed.chunk.id]
             worth = max(worth, min(placed_worth, growth.continuation * placed_worth))
         if worth > self.frontier.get(other.chunk.id, (-2.0, other))[0]:

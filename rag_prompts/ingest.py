@@ -43,9 +43,11 @@ from .tokens import TokenCounter
 INDEX_WARN_BYTES = 400 * 2**20  # an embedded index above this leaves little of a 500 MB ingest bound (issue 12)
 COMPACT_HINT_CHUNKS = 1_000  # deleted chunks past which one ingest says to compact ...
 COMPACT_HINT_SHARE = 0.25  # ... when they are this share of the index (compose was 1.5x slower at ~0.5)
-CHUNKER_VERSION = 9  # 2: ordinals; 3: context-aware vectors; 4: repeats stored once; 5: blocks; 6: short blocks merged;
+CHUNKER_VERSION = (
+    10  # 2: ordinals; 3: context-aware vectors; 4: repeats stored once; 5: blocks; 6: short blocks merged;
+)
 # 7: contents entries, body lines and table rows are not headings; 8: a numbered heading ends at a paragraph numbered
-# past it; 9: each chunk records the whitespace before it
+# past it; 9: each chunk records the whitespace before it; 10: the pieces of a long numbered clause record its first
 EMBED_BATCH = 256
 RECORD_META = 4  # what a record holds beyond the version (1: dating, 2: vector sum, 3: term counts, 4: word counts);
 # an older one is relabelled once

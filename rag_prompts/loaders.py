@@ -105,11 +105,18 @@ def _text_headings(text: str) -> list[Heading]:
             continue
         match = _NUMBERED_HEADING.match(stripped)
         after_blank = not next_line.strip()
-        if match and before_blank and after_blank and _heading_text(match.group(2)):
+        if match and before_blank and after_blank and numbered_heading(stripped):
             level = 1 + match.group(1).count(".") + 1
             end = offsets[number + 1] if number + 1 < len(offsets) else len(text)
             headings.append(Heading(level, stripped, offsets[number], end))
     return headings
+
+
+def numbered_heading(line: str) -> bool:
+    """Whether one line reads as a numbered heading ("2.1 Registration Information"): a number, then a heading's
+    text (see `_heading_text`)."""
+    match = _NUMBERED_HEADING.match(line.strip())
+    return bool(match and _heading_text(match.group(2)))
 
 
 def _heading_text(text: str) -> bool:

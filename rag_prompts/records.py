@@ -52,6 +52,7 @@ class Chunk:
     nearby: tuple[str, ...] = ()  # ids of its block mates and of up to NEARBY chunks on each side, in order
     block: int = -1  # which block (paragraph, list item, clause, or a piece of a long one) of the document it is in
     clause: str = ""  # the list marker or clause number its block starts with ("12.3", "(b)"), if any
+    clause_block: int = -1  # a piece of a long numbered clause: the block its first piece is (see `chunking`)
     new_line: bool = False  # whether it starts a new line inside its block (a table row, a wrapped line)
     lead: str = ""  # the whitespace between the previous stored chunk of its document and it, if only that
 

@@ -364,6 +364,7 @@ def _metadata(chunk: Chunk) -> dict[str, Any]:
                 "nearby": list(chunk.nearby),
                 "block": chunk.block,
                 "clause": chunk.clause,
+                "clause_block": chunk.clause_block,
                 "new_line": chunk.new_line,
                 "lead": chunk.lead,
             }
@@ -400,6 +401,7 @@ def _chunk(chunk_id: str, text: str, metadata: dict[str, Any]) -> Chunk:
         nearby=tuple(fields.get("nearby") or ()),
         block=int(fields.get("block", -1)),
         clause=str(fields.get("clause", "")),
+        clause_block=int(fields.get("clause_block", -1)),
         new_line=bool(fields.get("new_line", False)),
         lead=str(fields.get("lead", "")),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -11,7 +12,7 @@ from rag_prompts import TokenCounter
 from rag_prompts.chunking import chunk_document
 from rag_prompts.loaders import load_document
 from rag_prompts.neighbours import SHORT_BLOCKS, block_texts, text_groups
-from rag_prompts.records import Document, Heading
+from rag_prompts.records import Chunk, Document, Heading
 
 from .conftest import CORPUS, write
 
@@ -196,6 +197,36 @@ def test_long_blocks_are_cut_into_pieces_at_sentences(tmp_path: Path, counter: T
     assert len(pieces) > 2  # the long paragraph is several blocks, the short one its own
     assert all(sum(tokens) <= 128 for tokens in pieces.values())
     assert chunks[-1].text == "Short one." and chunks[-1].block == max(pieces)
+
+
+def test_the_pieces_of_a_long_numbered_clause_record_its_first(tmp_path: Path, counter: TokenCounter) -> None:
+    """A long clause that opens with its number is cut into pieces that all name its first piece; a long plain
+    paragraph, a long bullet, a numbered heading line over its body and a short clause name none."""
+    body = " ".join(f"The Recipient keeps item {n} of the Information secret for five years." for n in range(14))
+    text = (
+        f"7. CONFIDENTIALITY. {body}\n\n(b) {body}\n\n8. Notices go to the addresses above.\n\n"
+        f"{body}\n\n- {body}\n\n2.1 Registration Information\n{textwrap.fill(body, 70)}\n"
+    )  # the titled body wrapped at a fixed width, so title and body are one block
+    document = load_document(write(tmp_path / "nda.txt", text), tmp_path)
+    chunks = chunk_document(document, counter, 40, "hash", block_tokens=128)
+    for chunk in chunks:
+        assert document.text[chunk.start : chunk.end] == chunk.text
+    starts = {marker: text.index(marker) for marker in ("7. ", "(b) ", "8. ", f"\n\n{body}", "- ", "2.1 ")}
+    order = sorted(starts.values())
+
+    def blocks_of(marker: str) -> list[Chunk]:
+        begin = starts[marker]
+        end = next((position for position in order if position > begin), len(text))
+        return [chunk for chunk in chunks if begin <= chunk.start < end]
+
+    for marker in ("7. ", "(b) "):
+        pieces = blocks_of(marker)
+        assert len({chunk.block for chunk in pieces}) > 1  # cut into pieces
+        assert {chunk.clause_block for chunk in pieces} == {pieces[0].block}
+    assert blocks_of("7. ")[0].clause_block != blocks_of("(b) ")[0].clause_block
+    for marker in ("8. ", f"\n\n{body}", "- ", "2.1 "):
+        assert {chunk.clause_block for chunk in blocks_of(marker)} == {-1}, marker
+    assert len({chunk.block for chunk in blocks_of("2.1 ")}) > 1
 
 
 def test_nearby_lists_block_mates_and_neighbours(tmp_path: Path, counter: TokenCounter) -> None:

@@ -270,6 +270,24 @@ def test_a_sentence_cut_by_a_chunk_boundary_is_completed_before_the_next_passage
     assert placed(_clause(texts, [0.1, 0.8, 0.6]), first=1) == ["id1", "id0", "id2"]  # the sentence's first part
 
 
+def test_a_long_numbered_clause_cut_into_pieces_is_completed_before_the_next_passage() -> None:
+    """Two pieces of one long clause (each its own block, full stops at the cut): the placed piece's clause mate
+    scores low alone but comes before the next passage when the pieces record their clause, not otherwise."""
+    texts = ["7. Confidentiality. Recipient keeps the Information secret.", "It returns every copy on request.",
+             "Fees are due."]  # fmt: skip
+
+    def placed(clause_blocks: list[int]) -> list[str]:
+        document = [Hit(replace(hit.chunk, block=n, clause_block=clause_blocks[n]), hit.score)
+                    for n, hit in enumerate(_clause(texts, [0.8, 0.1, 0.6]))]  # fmt: skip
+        prompt = compose_message("Base.", [document[0], document[2]], k=2, budget=4000, counter=COUNTER,
+                                 neighbours=lambda packed: document)  # fmt: skip
+        return [chunk.id for chunk in prompt.chunks]
+
+    assert placed([0, 0, -1]) == ["id0", "id1", "id2"]  # the clause whole, then the next passage
+    assert placed([-1, -1, -1]) == ["id0", "id2", "id1"]  # two paragraphs: the next passage first
+    assert placed([0, 1, -1]) == ["id0", "id2", "id1"]  # two clauses
+
+
 def test_without_neighbours_only_ranked_chunks_are_sent() -> None:
     document = _paragraphs([[0.1, 0.9, 0.1], [0.8]])
     prompt = compose_message("Base.", [document[1], document[3]], k=5, budget=4000, counter=COUNTER)
